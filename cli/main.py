@@ -1,0 +1,386 @@
+"""``personio-sync``: run the system and operate it. ``--json`` wherever it prints data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from config import ConfigError, Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _print(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(text if text is not None else json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+    from worker.runtime import Runtime
+
+    runtime = Runtime(settings)
+    runtime.prepare()
+    return runtime
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from models.db import migrate
+
+    migrate(settings.database_url, settings.data_dir)
+    print("database is at the newest schema")
+    return 0
+
+
+def cmd_generate_key(args: argparse.Namespace) -> int:
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+    return 0
+
+
+def _exec(command: list[str]) -> int:
+    os.execv(command[0], command)
+    return 0  # pragma: no cover
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from cli.processes import worker_command
+
+    settings = _settings()
+    _runtime(settings)
+    return _exec(worker_command(settings, concurrency=args.concurrency))
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from cli.processes import beat_command
+
+    settings = _settings()
+    _runtime(settings)
+    return _exec(beat_command(settings))
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    from cli.processes import flower_command
+
+    settings = _settings()
+    _runtime(settings)
+    return _exec(flower_command(settings))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cli.stack import run_stack
+
+    return run_stack(_settings(), with_sandbox=args.with_sandbox, demo=False, sandbox_port=args.sandbox_port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cli.stack import run_stack
+
+    return run_stack(_settings(), with_sandbox=True, demo=True, sandbox_port=args.sandbox_port, exit_after_demo=args.exit)
+
+
+def _read_token(args: argparse.Namespace) -> str:
+    if args.token_stdin:
+        return sys.stdin.readline().strip()
+    token = os.environ.get(args.token_env)
+    if not token:
+        print(
+            f"No access token: set the environment variable {args.token_env} (or choose another with --token-env), "
+            "or pass --token-stdin and type it. It is never accepted as a command-line argument, "
+            "where it would land in shell history and process lists.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return token
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from models import utcnow
+    from personio.client import PersonioClient
+    from services.connect import ConnectRequest, connect_account
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    language = args.language or settings.language
+    request = ConnectRequest(
+        account_id=args.account,
+        company_id=args.company_id,
+        access_token=_read_token(args),
+        domain=args.domain,
+        channel_id=args.channel_id,
+        feed_language=args.feed_language,
+    )
+    with runtime.session() as session:
+        report = connect_account(
+            session,
+            request,
+            cipher=runtime.cipher,
+            client_factory=lambda credentials: PersonioClient(
+                runtime.http, base_url=settings.personio_api_url, credentials=credentials,
+                app_id=settings.personio_app_id, partner_id=settings.personio_partner_id, timeout=runtime.timeout,
+            ),
+            limiter=runtime.limiter,
+            http=runtime.http,
+            feed_url_template=settings.personio_feed_url,
+            timeout=runtime.timeout,
+            events=runtime.events,
+            lockout=settings.lockout_seconds,
+            now=utcnow(),
+        )
+    data = {
+        "saved": report.saved,
+        "checks": [{"field": c.field, "ok": c.ok, "code": c.code, "message": c.message[language]} for c in report.checks],
+        "connection": report.connection,
+    }
+    lines = []
+    for check in report.checks:
+        mark = {True: "✓", False: "✗", None: "?"}[check.ok]
+        lines.append(f"{mark} {check.field}: {check.message[language]}")
+    if report.saved:
+        lines.append(("Connection saved" if language == "en" else "Verbindung gespeichert") + f" ({args.account}).")
+    else:
+        lines.append("Nothing was saved: fix the inputs marked ✗ and run connect again." if language == "en" else "Nichts gespeichert: bitte die mit ✗ markierten Angaben korrigieren und connect erneut ausführen.")
+    _print(data, args.json, "\n".join(lines))
+    return 0 if report.saved else 1
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from models import utcnow
+    from services.connections import LinkError, find_connection, link_project
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    with runtime.session() as session:
+        connection = find_connection(session, args.account)
+        if connection is None:
+            print(f"account {args.account!r} is not connected; run `personio-sync connect` first", file=sys.stderr)
+            return 1
+        try:
+            link = link_project(session, connection, args.project, args.job_id, now=utcnow(), require_cached=not args.force)
+        except LinkError as error:
+            print(f"cannot link: {error}", file=sys.stderr)
+            return 1
+        data = {"account_id": args.account, "project_id": link.project_id, "job_position_id": link.job_position_id}
+    _print(data, args.json, f"project {args.project} → Personio job {args.job_id}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from models import utcnow
+    from services.connections import find_connection
+    from services.jobs import list_jobs, refresh_jobs
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    with runtime.session() as session:
+        connection = find_connection(session, args.account)
+        if connection is None:
+            print(f"account {args.account!r} is not connected", file=sys.stderr)
+            return 1
+        if args.refresh:
+            refresh_jobs(session, connection, http=runtime.http, feed_url_template=settings.personio_feed_url, timeout=runtime.timeout, events=runtime.events, now=utcnow())
+        jobs = list_jobs(session, connection, include_unpublished=args.all)
+    text = "\n".join(
+        f"{j['job_position_id']:>10}  {'' if j['published'] else '[unpublished] '}{j['name']} — {j['office'] or ''}" for j in jobs
+    ) or "(no jobs cached)"
+    _print(jobs, args.json, text)
+    return 0
+
+
+def cmd_connections(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from models import Connection
+    from services.connections import describe_connection
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    language = args.language or settings.language
+    with runtime.session() as session:
+        rows = [describe_connection(c) for c in session.scalars(select(Connection).order_by(Connection.account_id))]
+    text = "\n".join(
+        f"{r['account_id']}: {r['health']} (company {r['company_id']}, {r['jobs_domain']}) — {r['message'][language]}" for r in rows  # type: ignore[index]
+    ) or "(no connections)"
+    _print(rows, args.json, text)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from tasks.producer import send_upload_request
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    with open(args.file, encoding="utf-8") as handle:
+        payload = json.load(handle)
+    requests_ = payload if isinstance(payload, list) else [payload]
+    ids = [r.get("request_id") if isinstance(r, dict) else None for r in requests_]
+    for request in requests_:
+        send_upload_request(request, broker_url=settings.broker_url)
+    if not args.wait:
+        _print({"queued": ids}, args.json, "\n".join(f"queued {i}" for i in ids))
+        return 0
+    results = [wait_for_outcome(runtime, i, timeout=args.timeout) for i in ids if i]
+    _print(results, args.json, "\n".join(_status_line(r) for r in results))
+    return 0 if all(r and r["terminal"] for r in results) else 1
+
+
+def wait_for_outcome(runtime: Any, request_id: str, *, timeout: float) -> dict[str, Any] | None:
+    from services.uploads import upload_status
+
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        with runtime.session() as session:
+            status = upload_status(session, request_id)
+        if status and status["terminal"]:
+            return status
+        time.sleep(0.2)
+    return status
+
+
+def _status_line(status: dict[str, Any] | None, language: str = "en") -> str:
+    if status is None:
+        return "unknown request (not received yet?)"
+    message = (status.get("message") or {}).get(language) or ""
+    return f"{status['request_id']}: {status['state']}" + (f" — {message}" if message else "")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from services.uploads import upload_status
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    with runtime.session() as session:
+        status = upload_status(session, args.request_id)
+    if status is None:
+        print(f"no upload with request_id {args.request_id!r}", file=sys.stderr)
+        return 1
+    language = args.language or settings.language
+    text = _status_line(status, language) + "\n" + "\n".join(
+        f"  {h['at']}  {h['state']}" + (f"  ({h['reason_code']})" if h["reason_code"] else "") for h in status["history"]
+    )
+    _print(status, args.json, text)
+    return 0
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from services.rotation import rotate_tokens
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    with runtime.session() as session:
+        result = rotate_tokens(session, runtime.cipher)
+    _print(result, args.json, f"re-encrypted {result['rotated']} tokens; {result['already_current']} were already under the newest key")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from tasks.producer import send_backfill
+
+    settings = _settings()
+    _runtime(settings)
+    with open(args.file, encoding="utf-8") as handle:
+        backfill = json.load(handle)
+    send_backfill(backfill, broker_url=settings.broker_url)
+    _print({"queued": backfill.get("backfill_id")}, args.json, f"backfill {backfill.get('backfill_id')} queued")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox import main as sandbox_main
+
+    argv = ["--host", args.host, "--port", str(args.port)] + (["--config", args.config] if args.config else []) + list(args.rest)
+    return int(sandbox_main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="personio-sync", description="Upload sourced candidates into Personio as applicants.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Any, help_text: str, *, json_flag: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    p = add("up", cmd_up, "run Redis (embedded unless REDIS_URL), worker, beat and Flower together; Ctrl-C stops all")
+    p.add_argument("--with-sandbox", action="store_true", help="also run the Personio stand-in and point the worker at it")
+    p.add_argument("--sandbox-port", type=int, default=0)
+    p = add("demo", cmd_demo, "run everything against the Personio stand-in and send sample candidates")
+    p.add_argument("--sandbox-port", type=int, default=0)
+    p.add_argument("--exit", action="store_true", help="stop after printing the outcomes instead of staying up")
+    p = add("worker", cmd_worker, "run a Celery worker (thread pool)")
+    p.add_argument("--concurrency", type=int, default=None)
+    add("beat", cmd_beat, "run the periodic scheduler (RedBeat: several beats never double-fire)")
+    add("flower", cmd_flower, "run Flower (password-protected; see the README)")
+    add("migrate", cmd_migrate, "apply database migrations (every command also does this by itself)")
+    add("generate-key", cmd_generate_key, "print a new key for PERSONIO_SYNC_SECRET_KEYS")
+
+    p = add("connect", cmd_connect, "check and store a Personio connection (token from an environment variable or stdin)", json_flag=True)
+    p.add_argument("--account", required=True, help="the sourcing account id of the main app")
+    p.add_argument("--company-id", required=True, help="Personio company ID (Recruiting API key)")
+    p.add_argument("--domain", required=True, help="the jobs page domain, e.g. acme.jobs.personio.de")
+    p.add_argument("--channel-id", default=None, help="optional recruiting channel ID")
+    p.add_argument("--feed-language", default="de", help="language of the jobs feed (de, en, fr, es, nl, it, pt)")
+    p.add_argument("--token-env", default="PERSONIO_ACCESS_TOKEN", help="environment variable holding the access token")
+    p.add_argument("--token-stdin", action="store_true", help="read the access token from standard input")
+    p.add_argument("--language", choices=("en", "de"), default=None, help="language of the messages")
+
+    p = add("link", cmd_link, "link a sourcing project to a Personio job", json_flag=True)
+    p.add_argument("account")
+    p.add_argument("project")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--force", action="store_true", help="link even if the job is not in the cached feed")
+
+    p = add("jobs", cmd_jobs, "list the cached Personio jobs of a connection", json_flag=True)
+    p.add_argument("account")
+    p.add_argument("--refresh", action="store_true", help="fetch the feed first")
+    p.add_argument("--all", action="store_true", help="include jobs that left the feed")
+
+    p = add("connections", cmd_connections, "show every connection and its health", json_flag=True)
+    p.add_argument("--language", choices=("en", "de"), default=None)
+
+    p = add("upload", cmd_upload, "send upload request(s) from a JSON file (one object or a list)", json_flag=True)
+    p.add_argument("file")
+    p.add_argument("--wait", action="store_true", help="wait for the outcomes and print them")
+    p.add_argument("--timeout", type=float, default=120.0)
+
+    p = add("backfill", cmd_backfill, "start a backfill from a JSON file", json_flag=True)
+    p.add_argument("file")
+
+    p = add("status", cmd_status, "show an upload's state and history", json_flag=True)
+    p.add_argument("request_id")
+    p.add_argument("--language", choices=("en", "de"), default=None)
+
+    add("rotate-keys", cmd_rotate_keys, "re-encrypt every stored token under the newest key", json_flag=True)
+
+    p = add("sandbox", cmd_sandbox, "run the Personio stand-in alone")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--config", default=None, help="JSON file with companies, jobs and limits (default: the demo)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="further stand-in options, e.g. --rate-limit 20/2s")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Personio: the recruiting API client, its error tree, the jobs feed and domain rules."""

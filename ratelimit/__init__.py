@@ -1,0 +1,7 @@
+"""Per-company Personio rate budget shared by all workers through Redis."""
+
+from __future__ import annotations
+
+from ratelimit.limiter import Acquisition, CompanyRateLimiter, RateBudget
+
+__all__ = ["Acquisition", "CompanyRateLimiter", "RateBudget"]

@@ -1,0 +1,36 @@
+"""Backfills: many candidates of one project at once, behind every recruiter click."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.events import EventPublisher
+from services.schemas import IntakePolicy
+from services.uploads import receive_upload
+
+
+def record_backfill(session: Session, backfill: dict[str, Any], *, policy: IntakePolicy, events: EventPublisher, now: datetime) -> set[int]:
+    """Record each candidate of a backfill as a ``backfill`` upload; return the connections touched.
+
+    Each candidate's ``request_id`` is ``{backfill_id}:{index}`` unless the candidate entry
+    brings its own, so a re-sent backfill records nothing twice.
+    """
+    backfill_id = str(backfill.get("backfill_id") or "")
+    connections: set[int] = set()
+    for index, entry in enumerate(backfill.get("candidates") or []):
+        candidate = entry.get("candidate", entry) if isinstance(entry, dict) else entry
+        request_id = entry.get("request_id") if isinstance(entry, dict) and "candidate" in entry else None
+        request = {
+            "request_id": request_id or f"{backfill_id}:{index}",
+            "account_id": backfill.get("account_id"),
+            "project_id": backfill.get("project_id"),
+            "priority": "backfill",
+            "candidate": candidate,
+        }
+        received = receive_upload(session, request, policy=policy, events=events, now=now)
+        if received.created and received.connection_id is not None:
+            connections.add(received.connection_id)
+    return connections

@@ -1,0 +1,165 @@
+"""Connections: storing the admin's four inputs, their health, and what follows from it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import HOLDING_HEALTH, Connection, Health, Job, ProjectLink, Upload, UploadState
+from services.events import EventPublisher
+from services.messages import render_both
+from services.uploads import transition
+
+log = logging.getLogger(__name__)
+
+# Worst first: the health shown is the most severe problem found.
+HEALTH_PRECEDENCE = (
+    Health.INVALID_CREDENTIALS,
+    Health.RECRUITING_DISABLED,
+    Health.FEED_DISABLED,
+    Health.CHANNEL_INVALID,
+    Health.FEED_UNREACHABLE,
+    Health.RATE_LIMITED,
+    Health.HEALTHY,
+    Health.UNCHECKED,
+)
+
+
+def health_message(connection: Connection) -> dict[str, str]:
+    return render_both(
+        f"health.{connection.health.value}",
+        domain=connection.jobs_domain,
+        channel_id=connection.channel_id,
+        detail=connection.feed_error or connection.health_reason,
+    )
+
+
+def describe_connection(connection: Connection) -> dict[str, object]:
+    """A connection as the CLI and the main app see it (never the token)."""
+    return {
+        "account_id": connection.account_id,
+        "company_id": connection.company_id,
+        "jobs_domain": connection.jobs_domain,
+        "channel_id": connection.channel_id,
+        "feed_language": connection.feed_language,
+        "health": connection.health.value,
+        "health_reason": connection.health_reason,
+        "health_checked_at": connection.health_checked_at.isoformat() if connection.health_checked_at else None,
+        "health_changed_at": connection.health_changed_at.isoformat() if connection.health_changed_at else None,
+        "message": health_message(connection),
+        "feed_fetched_at": connection.feed_fetched_at.isoformat() if connection.feed_fetched_at else None,
+    }
+
+
+def set_health(
+    session: Session,
+    connection: Connection,
+    health: Health,
+    reason: str | None,
+    *,
+    now: datetime,
+    events: EventPublisher,
+    only_if_healthy: bool = False,
+) -> bool:
+    """Record a health observation; publish an event and resume held uploads when it changes."""
+    if only_if_healthy and connection.health not in (Health.HEALTHY, Health.UNCHECKED):
+        return False
+    connection.health_checked_at = now
+    if connection.health == health and connection.health_reason == reason:
+        return False
+    previous = connection.health
+    connection.health = health
+    connection.health_reason = reason
+    connection.health_changed_at = now
+    resumed = 0
+    if previous in HOLDING_HEALTH and health not in HOLDING_HEALTH:
+        resumed = resume_held_uploads(session, connection, now=now)
+    session.commit()
+    log.info("connection %s health %s -> %s (%s); %d held uploads resumed", connection.id, previous.value, health.value, reason, resumed)
+    message = health_message(connection)
+    events.publish(
+        {
+            "type": "connection.health",
+            "account_id": connection.account_id,
+            "health": health.value,
+            "previous": previous.value,
+            "reason_code": reason,
+            "message_en": message["en"],
+            "message_de": message["de"],
+            "resumed_uploads": resumed,
+            "at": now.isoformat(),
+        }
+    )
+    return True
+
+
+def resume_held_uploads(session: Session, connection: Connection, *, now: datetime) -> int:
+    held = session.scalars(
+        select(Upload).where(Upload.connection_id == connection.id, Upload.state == UploadState.HELD)
+    ).all()
+    for upload in held:
+        upload.next_attempt_at = now
+        upload.reason_code = None
+        upload.message_en = None
+        upload.message_de = None
+        transition(upload, UploadState.QUEUED, now, reason_code="connection works again")
+    return len(held)
+
+
+FEED_HEALTH = frozenset({Health.FEED_DISABLED, Health.FEED_UNREACHABLE})
+
+
+def observe_feed(session: Session, connection: Connection, problem: Health | None, reason: str | None, *, now: datetime, events: EventPublisher) -> None:
+    """Fold a feed observation into the health without hiding a more severe problem."""
+    current = connection.health
+    if problem is not None:
+        if current in FEED_HEALTH or HEALTH_PRECEDENCE.index(problem) <= HEALTH_PRECEDENCE.index(current):
+            set_health(session, connection, problem, reason, now=now, events=events)
+    elif current in FEED_HEALTH:
+        if connection.channel_invalid_at is not None and connection.channel_id is not None:
+            set_health(session, connection, Health.CHANNEL_INVALID, "errors.posting-validation.channel-not-found", now=now, events=events)
+        else:
+            set_health(session, connection, Health.HEALTHY, None, now=now, events=events)
+
+
+def record_channel_invalid(session: Session, connection: Connection, *, now: datetime, events: EventPublisher) -> None:
+    if connection.channel_invalid_at is None:
+        connection.channel_invalid_at = now
+    worse = HEALTH_PRECEDENCE.index(connection.health) < HEALTH_PRECEDENCE.index(Health.CHANNEL_INVALID)
+    if not worse:
+        set_health(session, connection, Health.CHANNEL_INVALID, "errors.posting-validation.channel-not-found", now=now, events=events)
+
+
+def link_project(session: Session, connection: Connection, project_id: str, job_position_id: int, *, now: datetime, require_cached: bool) -> ProjectLink:
+    """Link a sourcing project to a Personio job (replacing an earlier link)."""
+    if require_cached:
+        job = session.scalar(select(Job).where(Job.connection_id == connection.id, Job.job_position_id == job_position_id))
+        if job is None:
+            raise LinkError(
+                f"job {job_position_id} is not in the jobs feed of {connection.jobs_domain}; "
+                "run `personio-sync jobs ACCOUNT` to see the jobs Personio publishes"
+            )
+        if not job.published:
+            raise LinkError(f"job {job_position_id} ({job.name}) is no longer published in Personio; pick an open job")
+    link = session.scalar(select(ProjectLink).where(ProjectLink.connection_id == connection.id, ProjectLink.project_id == project_id))
+    if link is None:
+        link = ProjectLink(connection_id=connection.id, project_id=project_id, job_position_id=job_position_id, created_at=now, updated_at=now)
+        session.add(link)
+    else:
+        link.job_position_id = job_position_id
+        link.updated_at = now
+    link.flag = None
+    link.flagged_at = None
+    session.commit()
+    return link
+
+
+class LinkError(ValueError):
+    """The requested project → job link cannot be made; the message says why and what to do."""
+
+
+def find_connection(session: Session, account_id: str) -> Connection | None:
+    return session.scalar(select(Connection).where(Connection.account_id == account_id))

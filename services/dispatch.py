@@ -1,0 +1,126 @@
+"""Deciding what to send now: the database is the queue, Redis only carries claimed work.
+
+Uploads wait in the database (``queued`` with ``next_attempt_at``). ``dispatch_connection``
+claims, under a lease, at most as many of a connection's due uploads as its company can
+start now (in-flight cap, rate budget) — recruiter clicks (interactive) before backfill —
+and returns them for the caller to enqueue. So a company's backlog never fills the broker
+and never delays another company, and a worker's memory does not grow with the backlog.
+
+``reclaim_expired_leases`` is the reconciler: work whose lease ran out (a killed worker, a
+lost message, a Redis restart without persistence) goes back to ``queued``; the pump then
+dispatches it again. The lease is why a live attempt is never doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from models import Connection, Priority, Upload, UploadState
+from services.context import RateLimiter, UploadPolicy
+from services.processing import new_lease_token
+from services.uploads import transition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    upload_id: int
+    lease_token: str
+    priority: Priority
+    connection_id: int
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    claimed: list[Claimed]
+    wake_in: float | None  # budget or cap is exhausted: try again after this many seconds
+
+
+def dispatch_connection(
+    session: Session, connection_id: int, *, policy: UploadPolicy, limiter: RateLimiter, now: datetime
+) -> DispatchResult:
+    connection = session.get(Connection, connection_id)
+    if connection is None:
+        return DispatchResult([], None)
+    in_flight = session.scalar(
+        select(func.count()).select_from(Upload).where(
+            Upload.connection_id == connection_id, Upload.state == UploadState.SENDING, Upload.lease_until > now
+        )
+    ) or 0
+    free_slots = policy.company_concurrency - in_flight
+    if free_slots <= 0:
+        return DispatchResult([], None)  # a finishing step dispatches the next one
+    budget = limiter.peek(str(connection.company_id), "recruiting")
+    if not budget.granted:
+        return DispatchResult([], budget.wait)
+    candidates = session.scalars(
+        select(Upload.id)
+        .where(Upload.connection_id == connection_id, Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now)
+        .order_by(case((Upload.priority == Priority.INTERACTIVE, 0), else_=1), Upload.next_attempt_at, Upload.id)
+        .limit(min(free_slots, max(budget.remaining, 1)))
+    ).all()
+    claimed: list[Claimed] = []
+    lease_until = now + timedelta(seconds=policy.lease)
+    for upload_id in candidates:
+        token = new_lease_token()
+        # Conditional update: two dispatchers racing for the same row cannot both win.
+        won = session.execute(
+            update(Upload)
+            .where(Upload.id == upload_id, Upload.state == UploadState.QUEUED)
+            .values(state=UploadState.SENDING, lease_token=token, lease_until=lease_until, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won:
+            upload = session.get(Upload, upload_id)
+            assert upload is not None
+            claimed.append(Claimed(upload_id, token, upload.priority, connection_id))
+    session.commit()
+    return DispatchResult(claimed, None)
+
+
+def due_connections(session: Session, now: datetime, *, limit: int = 10_000) -> list[int]:
+    """Connections with at least one upload due now."""
+    return list(
+        session.scalars(
+            select(Upload.connection_id)
+            .where(Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now, Upload.connection_id.is_not(None))
+            .group_by(Upload.connection_id)
+            .limit(limit)
+        ).all()
+    )
+
+
+def next_due_in(session: Session, connection_id: int, now: datetime) -> float | None:
+    """Seconds until the connection's next parked upload is due (None: nothing waiting)."""
+    due = session.scalar(
+        select(func.min(Upload.next_attempt_at)).where(Upload.connection_id == connection_id, Upload.state == UploadState.QUEUED)
+    )
+    if due is None:
+        return None
+    if due.tzinfo is None:  # aggregate results bypass the column type on SQLite
+        from datetime import UTC
+
+        due = due.replace(tzinfo=UTC)
+    return max((due - now).total_seconds(), 0.0)
+
+
+def reclaim_expired_leases(session: Session, now: datetime, *, batch: int = 1000) -> int:
+    """Return uploads whose lease expired to ``queued`` so they are dispatched again."""
+    expired = session.scalars(
+        select(Upload).where(Upload.state == UploadState.SENDING, Upload.lease_until < now).limit(batch)
+    ).all()
+    for upload in expired:
+        upload.lease_token = None
+        upload.lease_until = None
+        upload.next_attempt_at = now
+        transition(upload, UploadState.QUEUED, now, reason_code="lease expired; sending again")
+    session.commit()
+    if expired:
+        log.warning("reconciler: %d uploads had lost their work (lease expired) and were queued again", len(expired))
+    return len(expired)

@@ -1,0 +1,285 @@
+"""Recruiter- and admin-readable messages, in English and German.
+
+Keys are reason codes: Personio's own (``errors.…``, ``feature.…``) and ours
+(``personio-sync.…``, ``health.…``, ``connect.…``). Texts may use ``{field}``,
+``{job_position_id}``, ``{filename}`` and similar placeholders; a missing placeholder is
+left out rather than raising, so a message can always be shown.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+LANGUAGES = ("en", "de")
+
+_MENU_API_EN = "Personio → Settings → Integrations → API credentials → Recruiting API key"
+_MENU_API_DE = "Personio → Einstellungen → Integrationen → API-Zugriffsdaten → Recruiting-API-Schlüssel"
+_MENU_FEED_EN = "Personio → Settings → Recruiting → Career page → Activations → Enable XML feed"
+_MENU_FEED_DE = "Personio → Einstellungen → Recruiting → Karriereseite → Aktivierungen → XML-Schnittstelle aktivieren"
+_MENU_CHANNEL_EN = "Personio → Settings → Recruiting → Channels"
+_MENU_CHANNEL_DE = "Personio → Einstellungen → Recruiting → Kanäle"
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # Outcomes
+    "personio-sync.submitted": (
+        "The candidate is in Personio as an applicant for job {job_position_id}.",
+        "Der Kandidat ist in Personio als Bewerber für die Stelle {job_position_id} angelegt.",
+    ),
+    "personio-sync.submitted-without-channel": (
+        "The candidate is in Personio for job {job_position_id}, but without the channel attribution: the connection's channel ID is unknown to Personio ({menu_channel_en}).",
+        "Der Kandidat ist in Personio für die Stelle {job_position_id} angelegt, aber ohne Kanal-Zuordnung: Die Channel-ID der Verbindung kennt Personio nicht ({menu_channel_de}).",
+    ),
+    "errors.applicant-already-exists": (
+        "This candidate has already applied to this job in Personio (Personio accepts one application per email address and job).",
+        "Dieser Kandidat hat sich in Personio bereits auf diese Stelle beworben (Personio erlaubt eine Bewerbung pro E-Mail-Adresse und Stelle).",
+    ),
+    "personio-sync.already-sent": (
+        "This candidate was already sent to this job in Personio by an earlier upload; nothing was sent again.",
+        "Dieser Kandidat wurde bereits mit einem früheren Upload an diese Stelle in Personio übertragen; es wurde nichts erneut gesendet.",
+    ),
+    "personio-sync.retries-exhausted": (
+        "Personio could not be reached after {attempts} attempts; the upload was given up. Please try again later.",
+        "Personio war nach {attempts} Versuchen nicht erreichbar; der Upload wurde abgebrochen. Bitte später erneut versuchen.",
+    ),
+    # Our own checks
+    "personio-sync.invalid-request": (
+        "The upload request is incomplete or invalid: {details}",
+        "Die Upload-Anfrage ist unvollständig oder ungültig: {details}",
+    ),
+    "personio-sync.connection-not-found": (
+        "This account is not connected to Personio yet. An admin has to connect it first (company ID, access token, domain).",
+        "Dieses Konto ist noch nicht mit Personio verbunden. Ein Admin muss die Verbindung zuerst anlegen (Unternehmens-ID, Zugriffs-Token, Domain).",
+    ),
+    "personio-sync.project-not-linked": (
+        "This project is not linked to a Personio job. Link the project to a job, then upload again.",
+        "Dieses Projekt ist mit keiner Personio-Stelle verknüpft. Bitte das Projekt mit einer Stelle verknüpfen und erneut hochladen.",
+    ),
+    "personio-sync.job-not-published": (
+        "The linked Personio job {job_position_id} is no longer published. Link the project to an open job, then upload again.",
+        "Die verknüpfte Personio-Stelle {job_position_id} ist nicht mehr veröffentlicht. Bitte das Projekt mit einer offenen Stelle verknüpfen und erneut hochladen.",
+    ),
+    "personio-sync.document-url-forbidden": (
+        "Document '{filename}' is given by a URL whose host is not allowed. Send it inline (base64) or ask the operator to allow its host.",
+        "Das Dokument '{filename}' kommt von einer URL, deren Host nicht erlaubt ist. Bitte inline (Base64) senden oder den Betreiber bitten, den Host freizugeben.",
+    ),
+    "personio-sync.document-fetch-failed": (
+        "Document '{filename}' could not be downloaded from its URL ({detail}).",
+        "Das Dokument '{filename}' konnte nicht von seiner URL geladen werden ({detail}).",
+    ),
+    "personio-sync.document-too-large": (
+        "Document '{filename}' is larger than the {limit} allowed. Personio accepts files up to 20 MB.",
+        "Das Dokument '{filename}' ist größer als die erlaubten {limit}. Personio nimmt Dateien bis 20 MB an.",
+    ),
+    # Personio's reasons
+    "errors.attribute-validation.unknown": (
+        "Personio does not know the attribute '{field}'. Check the attribute's API name in Personio → Settings → Recruiting → Attributes.",
+        "Personio kennt das Attribut '{field}' nicht. Bitte den API-Namen in Personio → Einstellungen → Recruiting → Attribute prüfen.",
+    ),
+    "errors.attribute-validation.required-attribute": (
+        "Personio requires '{field}', but it is missing or empty.",
+        "Personio verlangt '{field}', das Feld fehlt oder ist leer.",
+    ),
+    "errors.attribute-validation.invalid-date-format": (
+        "'{field}' is not a valid date for Personio; use YYYY-MM-DD.",
+        "'{field}' ist für Personio kein gültiges Datum; bitte JJJJ-MM-TT verwenden.",
+    ),
+    "errors.attribute-validation.invalid-email-format": (
+        "Personio considers the candidate's email address invalid.",
+        "Personio hält die E-Mail-Adresse des Kandidaten für ungültig.",
+    ),
+    "errors.attribute-validation.invalid-type": (
+        "Personio does not support the type of attribute '{field}'.",
+        "Personio unterstützt den Typ des Attributs '{field}' nicht.",
+    ),
+    "errors.attribute-validation.unknown-attribute-option": (
+        "The value of '{field}' is not one of the options configured in Personio.",
+        "Der Wert von '{field}' ist keine der in Personio eingerichteten Optionen.",
+    ),
+    "errors.date-validation.date-in-the-future": (
+        "The application date lies in the future; Personio does not allow that.",
+        "Das Bewerbungsdatum liegt in der Zukunft; das lässt Personio nicht zu.",
+    ),
+    "errors.phase-validation.invalid-system-phase": (
+        "Personio does not support the requested application phase.",
+        "Personio unterstützt die angegebene Bewerbungsphase nicht.",
+    ),
+    "errors.file-validation.file-not-exists": (
+        "Personio could not find an uploaded document of this candidate; the upload will be repeated.",
+        "Personio hat ein hochgeladenes Dokument dieses Kandidaten nicht gefunden; der Upload wird wiederholt.",
+    ),
+    "errors.file-validation.unknown-file-category": (
+        "Personio does not accept the document category given for '{filename}'.",
+        "Personio akzeptiert die angegebene Dokumentkategorie für '{filename}' nicht.",
+    ),
+    "errors.invalid-file-type": (
+        "Personio does not accept the file type of '{filename}'. Allowed: PDF, Word, Excel, PowerPoint, OpenDocument, images, text, archives, videos.",
+        "Personio akzeptiert den Dateityp von '{filename}' nicht. Erlaubt: PDF, Word, Excel, PowerPoint, OpenDocument, Bilder, Text, Archive, Videos.",
+    ),
+    "errors.file-too-big": (
+        "The document '{filename}' is larger than Personio's limit of 20 MB.",
+        "Das Dokument '{filename}' ist größer als Personios Grenze von 20 MB.",
+    ),
+    "errors.posting-validation.posting-not-found": (
+        "Personio could not find the job posting, or it does not belong to the connection's channel.",
+        "Personio hat die Stellenausschreibung nicht gefunden, oder sie gehört nicht zum Kanal der Verbindung.",
+    ),
+    "errors.posting-validation.channel-not-found": (
+        "Personio does not know the connection's channel ID. An admin should copy the right ID from {menu_channel_en}.",
+        "Personio kennt die Channel-ID der Verbindung nicht. Ein Admin sollte die richtige ID aus {menu_channel_de} übernehmen.",
+    ),
+    "errors.job-position.not-published": (
+        "The Personio job {job_position_id} is not published, so it takes no applications. Link the project to an open job.",
+        "Die Personio-Stelle {job_position_id} ist nicht veröffentlicht und nimmt keine Bewerbungen an. Bitte das Projekt mit einer offenen Stelle verknüpfen.",
+    ),
+    "feature.recruiting.disabled": (
+        "This Personio account has no recruiting module, so candidates cannot be uploaded. The company's Personio admin has to book it.",
+        "Dieses Personio-Konto hat kein Recruiting-Modul, daher können keine Kandidaten hochgeladen werden. Der Personio-Admin des Unternehmens muss es buchen.",
+    ),
+    "feature.public-api.disabled": (
+        "This Personio account has no access to the recruiting API (a plan feature). The company's Personio admin has to enable it.",
+        "Dieses Personio-Konto hat keinen Zugriff auf die Recruiting-API (eine Tariffunktion). Der Personio-Admin des Unternehmens muss sie freischalten.",
+    ),
+    "personio.unauthorized": (
+        "Personio did not accept the company ID and access token. An admin should copy both again from {menu_api_en}.",
+        "Personio hat Unternehmens-ID und Zugriffs-Token nicht akzeptiert. Ein Admin sollte beide erneut aus {menu_api_de} kopieren.",
+    ),
+    "personio.rate_limited": (
+        "Personio's limit of requests per minute for this company was reached; the upload continues automatically.",
+        "Personios Grenze an Anfragen pro Minute für dieses Unternehmen wurde erreicht; der Upload wird automatisch fortgesetzt.",
+    ),
+    "personio.server_error": (
+        "Personio had a temporary problem; the upload is retried automatically.",
+        "Personio hatte ein vorübergehendes Problem; der Upload wird automatisch wiederholt.",
+    ),
+    "personio.unreachable": (
+        "Personio could not be reached; the upload is retried automatically.",
+        "Personio war nicht erreichbar; der Upload wird automatisch wiederholt.",
+    ),
+    "personio.timeout": (
+        "Personio did not answer in time; the upload is retried automatically.",
+        "Personio hat nicht rechtzeitig geantwortet; der Upload wird automatisch wiederholt.",
+    ),
+    "personio.bad_request": (
+        "Personio refused the application without naming a reason.",
+        "Personio hat die Bewerbung ohne Angabe eines Grundes abgelehnt.",
+    ),
+    "personio-sync.held": (
+        "The upload waits until the Personio connection works again: {health}",
+        "Der Upload wartet, bis die Personio-Verbindung wieder funktioniert: {health}",
+    ),
+    # Connecting: the admin's inputs
+    "connect.company_id": (
+        "The company ID must be the number shown next to the access token in {menu_api_en} (got {value}).",
+        "Die Unternehmens-ID ist die Zahl neben dem Zugriffs-Token unter {menu_api_de} (angegeben: {value}).",
+    ),
+    "connect.access_token": (
+        "The access token is empty or contains spaces. Copy it again from {menu_api_en}.",
+        "Der Zugriffs-Token ist leer oder enthält Leerzeichen. Bitte erneut aus {menu_api_de} kopieren.",
+    ),
+    "connect.channel_id": (
+        "The channel ID must be a positive number from {menu_channel_en}, or left empty (got {value}).",
+        "Die Channel-ID muss eine positive Zahl aus {menu_channel_de} sein oder leer bleiben (angegeben: {value}).",
+    ),
+    "connect.channel_unverified": (
+        "Personio cannot check a channel ID in advance; it is verified with the first upload. If Personio refuses it, candidates are uploaded without channel and the connection says so.",
+        "Personio kann eine Channel-ID nicht vorab prüfen; sie wird beim ersten Upload geprüft. Lehnt Personio sie ab, werden Kandidaten ohne Kanal hochgeladen und die Verbindung zeigt das an.",
+    ),
+    "connect.feed_language": (
+        "The feed language must be one of de, en, fr, es, nl, it, pt (got {value}).",
+        "Die Feed-Sprache muss de, en, fr, es, nl, it oder pt sein (angegeben: {value}).",
+    ),
+    "connect.credentials_ok": (
+        "Company ID and access token work.",
+        "Unternehmens-ID und Zugriffs-Token funktionieren.",
+    ),
+    "connect.credentials_unknown": (
+        "Company ID and access token could not be checked right now ({detail}); they are checked again automatically.",
+        "Unternehmens-ID und Zugriffs-Token konnten gerade nicht geprüft werden ({detail}); sie werden automatisch erneut geprüft.",
+    ),
+    "connect.feed_ok": (
+        "The jobs feed of {domain} works: {jobs} published jobs.",
+        "Der Stellen-Feed von {domain} funktioniert: {jobs} veröffentlichte Stellen.",
+    ),
+    "connect.feed_invalid": (
+        "The address {domain} answers, but not with Personio's jobs XML ({detail}). Check the domain name under Settings → Recruiting → Career page.",
+        "Die Adresse {domain} antwortet, aber nicht mit Personios Stellen-XML ({detail}). Bitte den Domain-Namen unter Einstellungen → Recruiting → Karriereseite prüfen.",
+    ),
+    "domain.invalid": (
+        "The domain {value} is not accepted: {detail}. Copy the domain name from Personio → Settings → Recruiting → Career page (e.g. acme.jobs.personio.de).",
+        "Der Domain-Name {value} wird nicht akzeptiert. Bitte den Domain-Namen aus Personio → Einstellungen → Recruiting → Karriereseite kopieren (z. B. acme.jobs.personio.de).",
+    ),
+    "domain.hr_app_host": (
+        "{value} is the address of the Personio HR app, not of the jobs page. Use the career page's domain from Personio → Settings → Recruiting → Career page, like acme.jobs.personio.de.",
+        "{value} ist die Adresse der Personio-HR-App, nicht der Karriereseite. Bitte den Domain-Namen aus Personio → Einstellungen → Recruiting → Karriereseite verwenden, z. B. acme.jobs.personio.de.",
+    ),
+    "domain.ip_literal": (
+        "{value} is an IP address; only Personio jobs pages (NAME.jobs.personio.de or .com) are accepted.",
+        "{value} ist eine IP-Adresse; erlaubt sind nur Personio-Karriereseiten (NAME.jobs.personio.de oder .com).",
+    ),
+    "domain.wrong_suffix": (
+        "{value} is not a Personio jobs page; it must end in .jobs.personio.de or .jobs.personio.com (Personio → Settings → Recruiting → Career page).",
+        "{value} ist keine Personio-Karriereseite; sie muss auf .jobs.personio.de oder .jobs.personio.com enden (Personio → Einstellungen → Recruiting → Karriereseite).",
+    ),
+    # Connection health, for the admin
+    "health.healthy": ("The connection works.", "Die Verbindung funktioniert."),
+    "health.unchecked": ("The connection has not been checked yet.", "Die Verbindung wurde noch nicht geprüft."),
+    "health.invalid_credentials": (
+        "Personio did not accept the company ID and access token. Copy both again from {menu_api_en}.",
+        "Personio hat Unternehmens-ID und Zugriffs-Token nicht akzeptiert. Bitte beide erneut aus {menu_api_de} kopieren.",
+    ),
+    "health.recruiting_disabled": (
+        "The Personio account lacks the recruiting module or recruiting API access; the company's Personio admin has to enable it.",
+        "Dem Personio-Konto fehlt das Recruiting-Modul oder der Zugriff auf die Recruiting-API; der Personio-Admin des Unternehmens muss es freischalten.",
+    ),
+    "health.feed_disabled": (
+        "The jobs XML feed of {domain} is switched off or the domain name is wrong. Enable it in {menu_feed_en} and check the domain name under Settings → Recruiting → Career page.",
+        "Der Stellen-XML-Feed von {domain} ist ausgeschaltet oder der Domain-Name ist falsch. Bitte in {menu_feed_de} aktivieren und den Domain-Namen unter Einstellungen → Recruiting → Karriereseite prüfen.",
+    ),
+    "health.feed_unreachable": (
+        "The jobs feed of {domain} could not be loaded right now ({detail}); it is retried automatically.",
+        "Der Stellen-Feed von {domain} konnte gerade nicht geladen werden ({detail}); es wird automatisch erneut versucht.",
+    ),
+    "health.rate_limited": (
+        "Personio's request limit for this company is reached; work continues automatically after the lock-out.",
+        "Personios Anfragegrenze für dieses Unternehmen ist erreicht; es geht nach der Sperre automatisch weiter.",
+    ),
+    "health.channel_invalid": (
+        "Personio does not know channel ID {channel_id}. Candidates are uploaded without channel attribution until an admin enters the right ID from {menu_channel_en}.",
+        "Personio kennt die Channel-ID {channel_id} nicht. Kandidaten werden ohne Kanal-Zuordnung hochgeladen, bis ein Admin die richtige ID aus {menu_channel_de} einträgt.",
+    ),
+}
+
+_DEFAULTS = {
+    "menu_api_en": _MENU_API_EN,
+    "menu_api_de": _MENU_API_DE,
+    "menu_feed_en": _MENU_FEED_EN,
+    "menu_feed_de": _MENU_FEED_DE,
+    "menu_channel_en": _MENU_CHANNEL_EN,
+    "menu_channel_de": _MENU_CHANNEL_DE,
+}
+
+_FALLBACK = (
+    "Personio refused the upload ({code}).",
+    "Personio hat den Upload abgelehnt ({code}).",
+)
+
+
+class _Lenient(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def render(code: str, language: str, **params: Any) -> str:
+    """The message for ``code`` in ``language`` ("en" or "de")."""
+    if code not in MESSAGES and code.startswith("domain."):
+        code = "domain.invalid"
+    english, german = MESSAGES.get(code, _FALLBACK)
+    template = german if language == "de" else english
+    values = _Lenient({**_DEFAULTS, "code": code, **{k: v for k, v in params.items() if v is not None}})
+    return string.Formatter().vformat(template, (), values)
+
+
+def render_both(code: str, **params: Any) -> dict[str, str]:
+    """The message in every language, as stored on an upload and published in events."""
+    return {language: render(code, language, **params) for language in LANGUAGES}

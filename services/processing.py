@@ -1,0 +1,393 @@
+"""Sending one upload to Personio: documents first, then the application.
+
+``process_upload`` runs one *step* for an upload that a dispatcher claimed under a lease.
+The step goes as far as the company's rate budget allows and commits after every
+Personio answer (a recovery point), so a retry resumes where the last one stopped and
+never uploads a stored document twice. When the budget is spent the upload is parked
+in the database (``queued`` with ``next_attempt_at``) and the worker slot is freed: no
+worker ever sleeps waiting for budget.
+
+Crash safety for the application POST, which Personio cannot deduplicate by key:
+``application_unconfirmed`` is committed *before* the POST and cleared by a definite
+answer. If a later attempt is told ``applicant-already-exists`` while the flag is still
+set from an earlier attempt, the earlier POST created it: the upload is ``submitted``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import mimetypes
+import uuid as uuid_module
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models import HOLDING_HEALTH, ApplicationClaim, Connection, Health, Job, ProjectLink, Upload, UploadDocument, UploadState
+from personio.errors import (
+    PersonioAPIError,
+    PersonioApplicantExists,
+    PersonioChannelNotFound,
+    PersonioError,
+    PersonioFeatureDisabled,
+    PersonioRateLimited,
+    PersonioUnauthorized,
+)
+from services.connections import record_channel_invalid, set_health
+from services.context import SyncDeps
+from services.documents import DocumentFetchError
+from services.messages import render_both
+from services.uploads import finish, outcome_event, transition
+
+log = logging.getLogger(__name__)
+
+
+class StepOutcome(enum.StrEnum):
+    FINISHED = "finished"  # terminal state reached
+    PARKED = "parked"  # back to queued, due at next_attempt_at
+    HELD = "held"  # waits for the connection to be fixed
+    STALE = "stale"  # not ours (duplicate message, expired lease, already done)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outcome: StepOutcome
+    connection_id: int | None
+    state: UploadState | None = None
+    wake_in: float | None = None  # when the company can take the next request
+
+
+class _Park(Exception):
+    def __init__(self, delay: float, reason: str, *, count_attempt: bool = False) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+        self.count_attempt = count_attempt
+
+
+class _Finish(Exception):
+    def __init__(self, state: UploadState, reason_code: str, *, field: str | None = None, status: int | None = None, **params: Any) -> None:
+        super().__init__(reason_code)
+        self.state = state
+        self.reason_code = reason_code
+        self.field = field
+        self.status = status
+        self.params = params
+
+
+class _Hold(Exception):
+    pass
+
+
+def backoff_delay(attempt: int, deps: SyncDeps) -> float:
+    """Capped exponential backoff with equal jitter: never zero, never above the cap."""
+    policy = deps.policy
+    ceiling = min(policy.backoff_cap, policy.backoff_base * (2 ** max(attempt - 1, 0)))
+    return ceiling / 2 + deps.rng.uniform(0, ceiling / 2)
+
+
+def process_upload(session: Session, deps: SyncDeps, upload_id: int, lease_token: str) -> StepResult:
+    """Run one step for a claimed upload; see the module docstring."""
+    upload = session.get(Upload, upload_id)
+    if upload is None or upload.state != UploadState.SENDING or upload.lease_token != lease_token:
+        log.info("upload %s: message is stale (state %s); skipped", upload_id, upload.state.value if upload else "missing")
+        return StepResult(StepOutcome.STALE, upload.connection_id if upload else None, upload.state if upload else None)
+    connection = session.get(Connection, upload.connection_id) if upload.connection_id is not None else None
+    try:
+        if connection is None:
+            raise _Finish(UploadState.REJECTED, "personio-sync.connection-not-found", field="account_id")
+        if connection.health in HOLDING_HEALTH:
+            raise _Hold()
+        job_id = _resolve_job(session, deps, upload, connection)
+        _claim_application(session, deps, upload, connection, job_id)
+        _upload_documents(session, deps, upload, connection)
+        _create_application(session, deps, upload, connection, job_id)
+    except _Finish as done:
+        finish(upload, done.state, deps.clock(), reason_code=done.reason_code, field=done.field, status=done.status, **done.params)
+        session.commit()
+        deps.events.publish(outcome_event(upload))
+        log.info("upload %s finished: %s (%s)", upload.request_id, upload.state.value, upload.reason_code)
+        return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
+    except _Park as park:
+        return _park(session, deps, upload, park)
+    except _Hold:
+        return _hold(session, deps, upload, connection)
+    return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
+
+
+def _park(session: Session, deps: SyncDeps, upload: Upload, park: _Park) -> StepResult:
+    now = deps.clock()
+    if park.count_attempt:
+        upload.attempts += 1
+        if upload.attempts >= deps.policy.max_attempts:
+            finish(upload, UploadState.FAILED, now, reason_code="personio-sync.retries-exhausted", attempts=upload.attempts, detail=park.reason)
+            session.commit()
+            deps.events.publish(outcome_event(upload))
+            log.warning("upload %s failed after %d attempts (%s)", upload.request_id, upload.attempts, park.reason)
+            return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
+    upload.next_attempt_at = now + timedelta(seconds=park.delay)
+    upload.lease_token = None
+    upload.lease_until = None
+    transition(upload, UploadState.QUEUED, now, reason_code=park.reason)
+    session.commit()
+    log.info("upload %s parked for %.2fs: %s", upload.request_id, park.delay, park.reason)
+    return StepResult(StepOutcome.PARKED, upload.connection_id, upload.state, wake_in=park.delay)
+
+
+def _hold(session: Session, deps: SyncDeps, upload: Upload, connection: Connection | None) -> StepResult:
+    now = deps.clock()
+    health = connection.health.value if connection else "unknown"
+    messages = render_both("personio-sync.held", health=render_both(f"health.{health}")["en"])
+    upload.message_en = messages["en"]
+    upload.message_de = render_both("personio-sync.held", health=render_both(f"health.{health}")["de"])["de"]
+    upload.reason_code = f"health.{health}"
+    upload.lease_token = None
+    upload.lease_until = None
+    transition(upload, UploadState.HELD, now, reason_code=f"health.{health}")
+    session.commit()
+    log.info("upload %s held: connection %s is %s", upload.request_id, upload.connection_id, health)
+    return StepResult(StepOutcome.HELD, upload.connection_id, upload.state)
+
+
+def _resolve_job(session: Session, deps: SyncDeps, upload: Upload, connection: Connection) -> int:
+    link = session.scalar(
+        select(ProjectLink).where(ProjectLink.connection_id == connection.id, ProjectLink.project_id == upload.project_id)
+    )
+    if link is None:
+        raise _Finish(UploadState.REJECTED, "personio-sync.project-not-linked", field="project_id")
+    upload.job_position_id = link.job_position_id
+    if _job_published(session, connection, link.job_position_id):
+        return link.job_position_id
+    # The cache may be stale: refresh the feed once before deciding.
+    if deps.refresh_jobs is not None:
+        try:
+            deps.refresh_jobs(session, connection)
+        except Exception as exc:  # a feed problem must not block an upload Personio may accept
+            log.warning("connection %s: feed refresh before upload failed (%s); letting Personio decide", connection.id, type(exc).__name__)
+            return link.job_position_id
+        if _job_published(session, connection, link.job_position_id):
+            return link.job_position_id
+        if connection.feed_fetched_at is not None and connection.feed_error is None:
+            _flag_link(link, deps.clock())
+            raise _Finish(UploadState.REJECTED, "personio-sync.job-not-published", field="project_id")
+    return link.job_position_id
+
+
+def _job_published(session: Session, connection: Connection, job_id: int) -> bool:
+    job = session.scalar(select(Job).where(Job.connection_id == connection.id, Job.job_position_id == job_id))
+    return job is not None and job.published
+
+
+def _flag_link(link: ProjectLink, now: datetime) -> None:
+    link.flag = "job_not_published"
+    link.flagged_at = now
+
+
+def _claim_application(session: Session, deps: SyncDeps, upload: Upload, connection: Connection, job_id: int) -> None:
+    """Make this upload the one that may post (company, job, email); see ApplicationClaim."""
+    email = upload.email_normalized or ""
+    where = (
+        ApplicationClaim.connection_id == connection.id,
+        ApplicationClaim.job_position_id == job_id,
+        ApplicationClaim.email_normalized == email,
+    )
+    claim = session.scalar(select(ApplicationClaim).where(*where))
+    if claim is None:
+        try:
+            with session.begin_nested():
+                session.add(ApplicationClaim(connection_id=connection.id, job_position_id=job_id, email_normalized=email, upload_id=upload.id))
+            session.commit()
+            return
+        except IntegrityError:
+            claim = session.scalar(select(ApplicationClaim).where(*where))
+            if claim is None:
+                raise _Park(1.0, "claim race, retrying") from None
+    if claim.upload_id == upload.id:
+        return
+    other = session.get(Upload, claim.upload_id)
+    if other is None or other.state in (UploadState.REJECTED, UploadState.FAILED):
+        claim.upload_id = upload.id
+        session.commit()
+        return
+    if other.state in (UploadState.SUBMITTED, UploadState.ALREADY_IN_PERSONIO):
+        raise _Finish(UploadState.ALREADY_IN_PERSONIO, "personio-sync.already-sent")
+    # The same candidate is on its way to the same job in another upload: wait for its outcome.
+    raise _Park(max(deps.policy.lockout / 4, 1.0), "an earlier upload of this candidate for this job is in progress")
+
+
+def _take_token(deps: SyncDeps, connection: Connection, endpoint: str) -> None:
+    company = str(connection.company_id)
+    acquisition = deps.limiter.try_acquire(company, endpoint if deps.policy.per_endpoint_budget else "recruiting")
+    if not acquisition.granted:
+        raise _Park(acquisition.wait, "waiting for the company's Personio rate budget")
+
+
+def _extend_lease(session: Session, deps: SyncDeps, upload: Upload) -> None:
+    upload.lease_until = deps.clock() + timedelta(seconds=deps.policy.lease)
+    session.commit()
+
+
+def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connection: Connection) -> None:
+    client = None
+    for document in upload.documents:
+        if document.personio_uuid is not None:
+            continue
+        content = _document_content(session, deps, document)
+        twin = next((d for d in upload.documents if d.personio_uuid and d.sha256 == document.sha256), None)
+        if twin is not None:
+            # Same bytes twice in one upload: Personio already has them.
+            document.personio_uuid = twin.personio_uuid
+            document.uploaded_at = deps.clock()
+            session.commit()
+            continue
+        _take_token(deps, connection, "documents")
+        _extend_lease(session, deps, upload)
+        client = client or deps.clients(connection)
+        mimetype = mimetypes.guess_type(document.filename)[0] or "application/octet-stream"
+        try:
+            uploaded = client.upload_document(filename=document.filename, content=content, mimetype=mimetype)
+        except PersonioError as error:
+            _handle_error(session, deps, upload, connection, error, filename=document.filename)
+            raise AssertionError("unreachable")  # _handle_error always raises
+        document.personio_uuid = uploaded.uuid
+        document.uploaded_at = deps.clock()
+        session.commit()
+        log.info("upload %s: document %d uploaded", upload.request_id, document.position)
+
+
+def _document_content(session: Session, deps: SyncDeps, document: UploadDocument) -> bytes:
+    if document.content is not None:
+        return document.content
+    try:
+        content = deps.fetch_document(document.url or "")
+    except DocumentFetchError as error:
+        if error.permanent:
+            raise _Finish(
+                UploadState.REJECTED,
+                error.code,
+                field=f"candidate.documents.{document.position}.url",
+                filename=document.filename,
+                detail=error.detail,
+                limit=f"{deps.policy.url_document_max_bytes // (1024 * 1024)} MiB",
+            ) from None
+        raise _Park(backoff_delay(document.upload.attempts + 1, deps), f"document download failed ({error.detail})", count_attempt=True) from None
+    document.content = content
+    document.size = len(content)
+    document.sha256 = hashlib.sha256(content).hexdigest()
+    session.commit()
+    return content
+
+
+def build_application(upload: Upload, job_id: int, channel_id: int | None) -> dict[str, Any]:
+    """The JSON body of POST /v1/recruiting/applications for this upload."""
+    candidate = upload.candidate
+    body: dict[str, Any] = {
+        "first_name": candidate["first_name"].strip(),
+        "last_name": candidate["last_name"].strip(),
+        "email": candidate["email"].strip(),
+        "job_position_id": job_id,
+    }
+    if channel_id is not None:
+        body["recruiting_channel_id"] = channel_id
+    for key in ("message", "application_date"):
+        if candidate.get(key):
+            body[key] = candidate[key]
+    if candidate.get("tags"):
+        body["tags"] = list(candidate["tags"])
+    files = [
+        {"uuid": d.personio_uuid, "original_filename": d.filename, "category": d.category}
+        for d in upload.documents
+        if d.personio_uuid is not None
+    ]
+    if files:
+        body["files"] = files
+    attributes = [{"id": key, "value": candidate[key]} for key in ("phone", "location") if candidate.get(key)]
+    attributes += [{"id": key, "value": value} for key, value in (candidate.get("attributes") or {}).items()]
+    if attributes:
+        body["attributes"] = attributes
+    return body
+
+
+def _create_application(session: Session, deps: SyncDeps, upload: Upload, connection: Connection, job_id: int) -> None:
+    client = deps.clients(connection)
+    while True:
+        channel_id = connection.channel_id if connection.channel_invalid_at is None else None
+        upload.channel_dropped = connection.channel_id is not None and channel_id is None
+        _take_token(deps, connection, "applications")
+        earlier_unconfirmed = upload.application_unconfirmed
+        upload.application_unconfirmed = True
+        upload.application_attempts += 1
+        _extend_lease(session, deps, upload)
+        try:
+            client.create_application(build_application(upload, job_id, channel_id))
+        except PersonioApplicantExists:
+            upload.application_unconfirmed = False
+            if earlier_unconfirmed:
+                upload.confirmed_by_duplicate = True
+                raise _Finish(UploadState.SUBMITTED, "personio-sync.submitted", status=201) from None
+            raise _Finish(UploadState.ALREADY_IN_PERSONIO, "errors.applicant-already-exists", field="email", status=400) from None
+        except PersonioChannelNotFound:
+            # Personio only tells a wrong channel now: flag the connection and send the
+            # candidate without attribution rather than not at all.
+            upload.application_unconfirmed = earlier_unconfirmed
+            record_channel_invalid(session, connection, now=deps.clock(), events=deps.events)
+            session.commit()
+            continue
+        except PersonioError as error:
+            _handle_error(session, deps, upload, connection, error, application=True, earlier_unconfirmed=earlier_unconfirmed)
+        code = "personio-sync.submitted-without-channel" if upload.channel_dropped else "personio-sync.submitted"
+        raise _Finish(UploadState.SUBMITTED, code, status=201)
+
+
+def _handle_error(
+    session: Session,
+    deps: SyncDeps,
+    upload: Upload,
+    connection: Connection,
+    error: PersonioError,
+    *,
+    filename: str | None = None,
+    application: bool = False,
+    earlier_unconfirmed: bool = False,
+) -> None:
+    """Turn a classified Personio error into the upload's next state (always raises)."""
+    now = deps.clock()
+    definite = isinstance(error, PersonioRateLimited) or (isinstance(error, PersonioAPIError) and not error.retryable)
+    if application and definite:
+        # Personio answered and created nothing this time; an earlier unknown attempt stays unknown.
+        upload.application_unconfirmed = earlier_unconfirmed
+    if isinstance(error, PersonioRateLimited):
+        wait = error.retry_after if error.retry_after is not None else deps.policy.lockout
+        deps.limiter.lock_out(str(connection.company_id), wait)
+        set_health(session, connection, Health.RATE_LIMITED, "personio.rate_limited", now=now, events=deps.events, only_if_healthy=True)
+        raise _Park(wait + deps.rng.uniform(0, max(wait * 0.05, 0.05)), "Personio answered 429; company locked out")
+    if isinstance(error, PersonioUnauthorized):
+        set_health(session, connection, Health.INVALID_CREDENTIALS, error.reason_code, now=now, events=deps.events)
+        raise _Hold()
+    if isinstance(error, PersonioFeatureDisabled):
+        set_health(session, connection, Health.RECRUITING_DISABLED, error.reason_code, now=now, events=deps.events)
+        raise _Hold()
+    if error.retryable:
+        raise _Park(backoff_delay(upload.attempts + 1, deps), error.reason_code, count_attempt=True)
+    code = error.reason_code
+    if code == "errors.file-validation.file-not-exists":
+        # An uploaded document expired at Personio: upload the documents again.
+        for document in upload.documents:
+            document.personio_uuid = None
+        raise _Park(backoff_delay(upload.attempts + 1, deps), code, count_attempt=True)
+    if code == "errors.job-position.not-published":
+        link = session.scalar(select(ProjectLink).where(ProjectLink.connection_id == connection.id, ProjectLink.project_id == upload.project_id))
+        if link is not None:
+            _flag_link(link, now)
+    field = error.field if isinstance(error, PersonioAPIError) else None
+    status = error.status if isinstance(error, PersonioAPIError) else None
+    raise _Finish(UploadState.REJECTED, code, field=field or (filename and "documents"), status=status, filename=filename)
+
+
+def new_lease_token() -> str:
+    return str(uuid_module.uuid4())

@@ -1,0 +1,100 @@
+"""Beat tasks that keep every connection's jobs cache and health fresh.
+
+A refresh already running for a connection is skipped (and logged): a Redis lock with a
+TTL guards each connection, so a crashed refresh leaves nothing behind that blocks the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from models import Connection, utcnow
+from services.health import check_connection
+from services.jobs import refresh_jobs
+from tasks.dispatching import dispatch_now
+from worker import app
+from worker.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "personio-sync:lock:{kind}:{connection_id}"
+
+
+def _locked(runtime: Runtime, kind: str, connection_id: int, work: Callable[[], None]) -> bool:
+    ttl = int(runtime.settings.http_connect_timeout + runtime.settings.http_read_timeout) * 2 + 30
+    lock = runtime.redis.lock(LOCK_KEY.format(kind=kind, connection_id=connection_id), timeout=ttl, blocking=False)
+    if not lock.acquire(blocking=False):
+        log.info("connection %s: %s already running elsewhere; skipped", connection_id, kind)
+        return False
+    try:
+        work()
+    finally:
+        try:
+            lock.release()
+        except Exception:  # expired meanwhile: nothing to release
+            log.warning("connection %s: %s lock expired before release", connection_id, kind)
+    return True
+
+
+@app.task(name="personio_sync.refresh_feed", acks_late=True)
+def refresh_feed(connection_id: int) -> bool:
+    runtime = get_runtime()
+
+    def work() -> None:
+        with runtime.session() as session:
+            connection = session.get(Connection, connection_id)
+            if connection is None:
+                return
+            refresh_jobs(session, connection, http=runtime.http, feed_url_template=runtime.settings.personio_feed_url,
+                         timeout=runtime.timeout, events=runtime.events, now=utcnow())
+
+    return _locked(runtime, "feed", connection_id, work)
+
+
+@app.task(name="personio_sync.check_health", acks_late=True)
+def check_health(connection_id: int) -> bool:
+    runtime = get_runtime()
+
+    def work() -> None:
+        with runtime.session() as session:
+            connection = session.get(Connection, connection_id)
+            if connection is None:
+                return
+            check_connection(
+                session,
+                connection,
+                client=runtime.client_for(connection),
+                limiter=runtime.limiter,
+                refresh=lambda s, c: refresh_jobs(s, c, http=runtime.http, feed_url_template=runtime.settings.personio_feed_url,
+                                                  timeout=runtime.timeout, events=runtime.events, now=utcnow()),
+                events=runtime.events,
+                lockout=runtime.settings.lockout_seconds,
+                now=utcnow(),
+            )
+        dispatch_now(connection_id)  # uploads released from "held" go out now
+
+    return _locked(runtime, "feed", connection_id, work)
+
+
+def _all_connection_ids() -> list[int]:
+    with get_runtime().session() as session:
+        return list(session.scalars(select(Connection.id)))
+
+
+@app.task(name="personio_sync.refresh_all_feeds", acks_late=True)
+def refresh_all_feeds() -> int:
+    ids = _all_connection_ids()
+    for connection_id in ids:
+        refresh_feed.delay(connection_id)
+    return len(ids)
+
+
+@app.task(name="personio_sync.check_all_health", acks_late=True)
+def check_all_health() -> int:
+    ids = _all_connection_ids()
+    for connection_id in ids:
+        check_health.delay(connection_id)
+    return len(ids)

@@ -1,0 +1,36 @@
+"""Periodic tasks: the pump (dispatch due work) and the reconciler (recover lost work)."""
+
+from __future__ import annotations
+
+import logging
+
+from models import utcnow
+from services.dispatch import due_connections, reclaim_expired_leases
+from tasks.dispatching import dispatch_now
+from worker import app
+from worker.runtime import WAKE_KEY, get_runtime
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="personio_sync.dispatch_connection", acks_late=True)
+def dispatch_connection_task(connection_id: int) -> None:
+    get_runtime().redis.delete(WAKE_KEY.format(connection_id=connection_id))
+    dispatch_now(connection_id)
+
+
+@app.task(name="personio_sync.pump", acks_late=True)
+def pump() -> int:
+    """Dispatch every connection that has uploads due now."""
+    runtime = get_runtime()
+    with runtime.session() as session:
+        connection_ids = due_connections(session, utcnow())
+    return sum(dispatch_now(connection_id) for connection_id in connection_ids)
+
+
+@app.task(name="personio_sync.reconcile", acks_late=True)
+def reconcile() -> int:
+    """Queue again the uploads whose work was lost (their lease expired)."""
+    runtime = get_runtime()
+    with runtime.session() as session:
+        return reclaim_expired_leases(session, utcnow())

