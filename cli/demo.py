@@ -8,8 +8,7 @@ import uuid
 from typing import Any
 
 from models import utcnow
-from personio.client import PersonioClient
-from services.connect import ConnectRequest, connect_account
+from services.connect import ConnectRequest
 from services.connections import find_connection, link_project
 from tasks.producer import send_upload_request
 
@@ -81,22 +80,10 @@ def run_demo(runtime: Any, sandbox: Any) -> bool:
     assert demo_company is not None, "the stand-in's demo fixture has no company 1000"
     token = demo_company.access_token
     print("\n1. Connecting the demo account to the stand-in's company 1000 …")
+    report = runtime.connect(
+        ConnectRequest(account_id=DEMO_ACCOUNT, company_id="1000", access_token=token, domain="https://demo.jobs.personio.de/", channel_id="4242")
+    )
     with runtime.session() as session:
-        report = connect_account(
-            session,
-            ConnectRequest(account_id=DEMO_ACCOUNT, company_id="1000", access_token=token, domain="https://demo.jobs.personio.de/", channel_id="4242"),
-            cipher=runtime.cipher,
-            client_factory=lambda credentials: PersonioClient(
-                runtime.http, base_url=settings.personio_api_url, credentials=credentials, app_id=settings.personio_app_id, timeout=runtime.timeout
-            ),
-            limiter=runtime.limiter,
-            http=runtime.http,
-            feed_url_template=settings.personio_feed_url,
-            timeout=runtime.timeout,
-            events=runtime.events,
-            lockout=settings.lockout_seconds,
-            now=utcnow(),
-        )
         for check in report.checks:
             print(f"   {'✓' if check.ok else '?' if check.ok is None else '✗'} {check.field}: {check.message['en']}")
         if not report.saved:

@@ -109,9 +109,7 @@ def _read_token(args: argparse.Namespace) -> str:
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
-    from models import utcnow
-    from personio.client import PersonioClient
-    from services.connect import ConnectRequest, connect_account
+    from services.connect import ConnectRequest
 
     settings = _settings()
     runtime = _runtime(settings)
@@ -124,23 +122,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
         channel_id=args.channel_id,
         feed_language=args.feed_language,
     )
-    with runtime.session() as session:
-        report = connect_account(
-            session,
-            request,
-            cipher=runtime.cipher,
-            client_factory=lambda credentials: PersonioClient(
-                runtime.http, base_url=settings.personio_api_url, credentials=credentials,
-                app_id=settings.personio_app_id, partner_id=settings.personio_partner_id, timeout=runtime.timeout,
-            ),
-            limiter=runtime.limiter,
-            http=runtime.http,
-            feed_url_template=settings.personio_feed_url,
-            timeout=runtime.timeout,
-            events=runtime.events,
-            lockout=settings.lockout_seconds,
-            now=utcnow(),
-        )
+    report = runtime.connect(request)
     data = {
         "saved": report.saved,
         "checks": [{"field": c.field, "ok": c.ok, "code": c.code, "message": c.message[language]} for c in report.checks],

@@ -10,6 +10,8 @@ Personio recruiting API (``https://api.personio.de`` in production):
 Both check, in this order: credentials (401), feature flags (403), the per
 company rate limit (429), injected faults, then the request itself.
 
+``SandboxConfig.latency`` delays API and feed answers, never admin answers.
+
 Career-site jobs feed (``https://{domain}/xml`` in production), not rate limited:
 
 * ``GET|HEAD /feeds/{domain}/xml?language=de``
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import re
 import signal
@@ -45,7 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from email.message import Message
 from email.parser import HeaderParser
@@ -422,12 +425,10 @@ class SpecGuard:
 
     @staticmethod
     def spec_path() -> Path:
-        import os
-
+        # Same lookup as tests/openapi.py: beside the repo, else the env var.
+        default = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
         env = os.environ.get("PERSONIO_OPENAPI_SPEC")
-        if env:
-            return Path(env)
-        return Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
+        return Path(env) if env and not default.exists() else default
 
     def _load(self) -> Any:
         with self._lock:
@@ -529,6 +530,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     # for the client's delayed ACK (~40 ms per request on keep-alive).
     disable_nagle_algorithm = True
     server: SandboxHTTPServer
+    # Per-request values, set by _dispatch before any handler runs.
+    _query: dict[str, str]
+    _head_only: bool
+    _response_started: bool
 
     # The stdlib calls do_<METHOD>; all of them go through one dispatcher.
     def do_GET(self) -> None:
@@ -581,11 +586,16 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (ConnectionError, socket.timeout):
             self.close_connection = True
+        except _BadFraming as exc:
+            # The body length is unknown, so the connection cannot be reused.
+            self.close_connection = True
+            if not self._response_started:
+                self._send_json(400, {"error": f"malformed request framing: {exc}"})
         except Exception:
             logger.exception("sandbox handler crashed on %s %s", method, self.path)
+            self.close_connection = True
             if not self._response_started:
                 self._send_json(500, error_body(500, "Sandbox internal error"))
-            self.close_connection = True
 
     def _read_body(self, cap: int) -> tuple[bytes, bool]:
         """Read the whole request body; keep at most ``cap`` bytes.
@@ -595,7 +605,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         """
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return self._read_chunked(cap)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as exc:
+            raise _BadFraming("invalid Content-Length") from exc
+        if length < 0:
+            raise _BadFraming("negative Content-Length")
         kept = self.rfile.read(min(length, cap + 1)) if length else b""
         remaining = length - len(kept)
         while remaining > 0:
@@ -612,7 +627,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             size_line = self.rfile.readline(1024)
             if not size_line:
                 raise ConnectionError("client closed during chunked body")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError as exc:
+                raise _BadFraming("invalid chunk size") from exc
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -718,7 +736,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         wait = self.state.acquire(company.company_id, endpoint)
         if wait is None:
             return None
-        headers = {}
+        headers: dict[str, str] = {}
         if self.state.send_retry_after():
             headers["Retry-After"] = SandboxState.retry_after_header(wait)
         return _Reply(429, None, headers)
@@ -1030,14 +1048,15 @@ class _BadRequest(Exception):
     """An admin request that cannot be understood."""
 
 
+class _BadFraming(Exception):
+    """The request body's length cannot be determined (bad Content-Length/chunks)."""
+
+
 @dataclass
 class _Reply:
     status: int
     payload: dict[str, Any] | None
-    headers: dict[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        self.headers = dict(self.headers or {})
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _fault_reply(status: int) -> _Reply:
@@ -1116,6 +1135,12 @@ class SandboxServer:
         self.feed_url_template = f"{self.url}/feeds/{{domain}}/xml"
         self._thread: threading.Thread | None = None
         self._stopped = False
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections currently open (keep-alive ones included)."""
+        with self._httpd._connections_lock:
+            return len(self._httpd._connections)
 
     def feed_url(self, domain: str, language: str | None = None) -> str:
         url = self.feed_url_template.format(domain=domain)

@@ -65,6 +65,9 @@ class Fault:
     closes the connection without answering; ``delay_after_commit`` processes
     the request and sleeps ``delay`` seconds before answering (client read
     timeouts after a commit).
+
+    Faults fire after the credential, feature and rate-limit checks: a faulted
+    request reached "Personio", so it counts against the company's budget.
     """
 
     id: int

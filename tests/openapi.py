@@ -12,8 +12,8 @@ Usage::
     ...
     recorder.assert_clean()
 
-The spec is ``shared/personio/personio-recruiting-api.yaml`` next to the repo
-(``$PERSONIO_OPENAPI_SPEC`` overrides it). Its ``servers`` point at
+The spec is ``shared/personio/personio-recruiting-api.yaml`` next to the repo;
+where that does not exist, ``$PERSONIO_OPENAPI_SPEC`` names it. Its ``servers`` point at
 ``https://api.personio.de`` and ``https://{YOUR_COMPANY}.jobs.personio.de``,
 so requests to a local stand-in are validated as if they had been sent there:
 scheme and host are rewritten before openapi-core sees them.
@@ -65,14 +65,14 @@ class SpecViolation(AssertionError):
 
 
 def spec_path() -> Path:
-    """Where the spec lives: ``$PERSONIO_OPENAPI_SPEC`` if set, else beside the repo."""
+    """Where the spec lives: beside the repo, else ``$PERSONIO_OPENAPI_SPEC``."""
+    default = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
+    if default.exists():
+        return default
     env = os.environ.get(SPEC_ENV)
     if env:
         return Path(env)
-    default = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
-    if not default.exists():
-        raise FileNotFoundError(f"OpenAPI spec not found at {default}; set {SPEC_ENV}")
-    return default
+    raise FileNotFoundError(f"OpenAPI spec not found at {default}; set {SPEC_ENV}")
 
 
 @lru_cache(maxsize=1)

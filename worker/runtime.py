@@ -23,6 +23,7 @@ from models import Connection, utcnow
 from models.db import create_db_engine, make_session_factory, migrate
 from personio.client import PersonioClient, PersonioCredentials
 from ratelimit import CompanyRateLimiter, RateBudget
+from services.connect import ConnectReport, ConnectRequest, connect_account
 from services.context import SyncDeps, UploadPolicy
 from services.documents import fetch_document
 from services.events import RedisStreamPublisher
@@ -111,6 +112,30 @@ class Runtime:
             partner_id=self.settings.personio_partner_id,
             timeout=self.timeout,
         )
+
+    def connect(self, request: ConnectRequest) -> ConnectReport:
+        """Check and store a connection (``personio-sync connect``) with this process's resources."""
+        with self.session() as session:
+            return connect_account(
+                session,
+                request,
+                cipher=self.cipher,
+                client_factory=lambda credentials: PersonioClient(
+                    self.http,
+                    base_url=self.settings.personio_api_url,
+                    credentials=credentials,
+                    app_id=self.settings.personio_app_id,
+                    partner_id=self.settings.personio_partner_id,
+                    timeout=self.timeout,
+                ),
+                limiter=self.limiter,
+                http=self.http,
+                feed_url_template=self.settings.personio_feed_url,
+                timeout=self.timeout,
+                events=self.events,
+                lockout=self.settings.lockout_seconds,
+                now=utcnow(),
+            )
 
     def intake_policy(self) -> IntakePolicy:
         return IntakePolicy(

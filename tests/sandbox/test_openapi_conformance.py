@@ -263,6 +263,17 @@ def test_validator_accepts_a_well_formed_request() -> None:
     validate_request(_prepared(HEADERS, VALID))
 
 
+def test_validator_accepts_a_400_mixing_field_and_generic_items() -> None:
+    body = {"errors": [
+        {"field": "email", "type": "x.FieldError",
+         "errors": [{"reason": "errors.applicant-already-exists", "context": {}}]},
+        {"id": "6f1c2b9e-0a52-4c1e-9d43-2a8f1f0e5b7c", "status": "400", "title": "Bad Request",
+         "detail": "something else"},
+    ]}
+
+    validate_response(_prepared(HEADERS, VALID), _response(400, json.dumps(body).encode()))
+
+
 @pytest.mark.parametrize(
     ("headers", "payload", "message"),
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -187,6 +188,19 @@ def test_bad_credentials_get_401_and_record_nothing(
     assert response.status_code == 401
     assert sandbox.state.applications() == [] and sandbox.state.documents() == []
     assert sandbox.state.stats()["unauthorized"] == 1
+
+
+def test_chunked_request_body_is_understood(sandbox: SandboxServer, http: requests.Session) -> None:
+    body = json.dumps(application()).encode()
+    chunks = iter([body[:10], body[10:]])  # a generator body makes requests send it chunked
+
+    response = http.post(
+        sandbox.url + APPS, data=chunks, headers={**auth(), "Content-Type": "application/json"}
+    )
+
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 201
+    assert post_app(http, sandbox, application(email="next@example.org")).status_code == 201
 
 
 def test_header_names_are_case_insensitive(sandbox: SandboxServer, http: requests.Session) -> None:
@@ -1056,7 +1070,20 @@ def test_keep_alive_reuses_one_connection(sandbox: SandboxServer, http: requests
         assert probe(http, sandbox) == 400
         get_feed(http, sandbox)
 
-    assert len(sandbox._httpd._connections) == 1
+    assert sandbox.open_connections == 1
+
+
+def test_malformed_content_length_gets_400_and_closes(sandbox: SandboxServer) -> None:
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as connection:
+        connection.sendall(
+            b"POST /v1/recruiting/applications HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+        )
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"Connection: close" in answer
 
 
 def test_stop_is_idempotent_and_frees_the_port(start: Callable[..., SandboxServer]) -> None:

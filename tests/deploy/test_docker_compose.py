@@ -1,0 +1,78 @@
+"""docker-compose.yml stays valid and keeps the production guarantees (no Docker needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_has_the_production_services(compose: dict) -> None:
+    assert set(compose["services"]) == {"redis", "postgres", "migrate", "worker", "beat", "flower"}
+    assert set(compose["volumes"]) == {"redis-data", "postgres-data"}
+
+
+def test_redis_persists_and_never_evicts(compose: dict) -> None:
+    command = compose["services"]["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2]))
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "everysec"
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert "redis-data:/data" in compose["services"]["redis"]["volumes"]
+
+
+def test_app_services_wait_for_migration_and_healthy_backends(compose: dict) -> None:
+    for name in ("worker", "beat", "flower"):
+        service = compose["services"][name]
+        depends = service["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert service["command"][0] == name
+    assert compose["services"]["migrate"]["command"] == ["migrate"]
+    assert compose["services"]["migrate"]["restart"] == "no"
+
+
+def test_commands_exist_in_the_cli(compose: dict) -> None:
+    from cli.main import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for name, service in compose["services"].items():
+        if name in ("redis", "postgres"):
+            continue
+        assert service["command"][0] in commands
+
+
+def test_environment_names_real_settings_and_no_literal_secrets(compose: dict) -> None:
+    settings_source = (ROOT / "config" / "settings.py").read_text()
+    for name in ("worker", "beat", "flower", "migrate"):
+        environment = compose["services"][name]["environment"]
+        for key, value in environment.items():
+            assert key in settings_source, f"{key} is not a setting"
+            if "KEY" in key or "PASSWORD" in key or "AUTH" in key:
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), f"{key} must come from the environment"
+        assert environment["REDIS_URL"].startswith("redis://redis:")
+        assert environment["DATABASE_URL"].startswith("postgresql://")
+
+
+def test_flower_is_password_protected_and_not_public(compose: dict) -> None:
+    flower = compose["services"]["flower"]
+    assert "PERSONIO_SYNC_FLOWER_BASIC_AUTH" in flower["environment"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
+def test_dockerfile_copies_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = re.search(r"include = \[(.*?)\]", pyproject).group(1)  # type: ignore[union-attr]
+    for package in re.findall(r'"(\w+)\*"', packages):
+        assert f"COPY {package} {package}" in dockerfile, f"Dockerfile misses {package}/"

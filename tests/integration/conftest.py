@@ -1,0 +1,159 @@
+"""A real stack for integration tests: Redis (embedded, or REDIS_URL), the database
+(SQLite, or DATABASE_URL), the Personio stand-in over HTTP, and real Celery worker and
+beat processes started exactly as production starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from cli.processes import beat_command, worker_command
+from config import load_settings
+from sandbox import CompanyConfig, JobConfig, SandboxConfig, start_sandbox
+from services.connect import ConnectRequest
+from services.connections import find_connection, link_project
+from services.uploads import upload_status
+from tasks.producer import send_upload_request
+from worker.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+COMPANY_A = CompanyConfig(company_id=1000, access_token="secret-token-A-canary-7f3a", domain="alpha.jobs.personio.de",
+                          jobs=[JobConfig(id=101, name="Backend Engineer"), JobConfig(id=102, name="Designer")], channel_ids=[77])
+COMPANY_B = CompanyConfig(company_id=2000, access_token="secret-token-B-canary-91c2", domain="beta.jobs.personio.com",
+                          jobs=[JobConfig(id=201, name="Sales Lead")])
+
+
+@dataclass
+class Stack:
+    runtime: Runtime
+    sandbox: Any
+    env: dict[str, str]
+    data_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def send(self, request: dict[str, Any]) -> None:
+        send_upload_request(request, broker_url=self.runtime.settings.broker_url)
+
+    def wait_terminal(self, request_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status = None
+        while time.monotonic() < deadline:
+            with self.runtime.session() as session:
+                status = upload_status(session, request_id)
+            if status and status["terminal"]:
+                return status
+            time.sleep(0.1)
+        raise AssertionError(f"{request_id} not terminal after {timeout}s: {status}")
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        log = self.data_dir / f"{name}.log"
+        command = worker_command(self.runtime.settings, concurrency=8, loglevel="INFO")
+        command[command.index("--hostname") + 1] = f"{name}@%h"
+        process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"worker {name} died:\n{log.read_text()[-3000:]}")
+            if b" ready." in log.read_bytes():
+                return process
+            time.sleep(0.1)
+        raise AssertionError(f"worker {name} not ready:\n{log.read_text()[-3000:]}")
+
+    def start_beat(self) -> None:
+        log = self.data_dir / "beat.log"
+        self.processes.append(
+            subprocess.Popen(beat_command(self.runtime.settings), env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        )
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.data_dir.glob("*.log"))
+
+
+def candidate(email: str, **extra: Any) -> dict[str, Any]:
+    return {"first_name": "Alex", "last_name": "Example", "email": email, **extra}
+
+
+def new_id() -> str:
+    return "it-" + uuid.uuid4().hex
+
+
+def _fresh_postgres_database(url: str) -> str:
+    """A database of its own next to DATABASE_URL's, so unit tests' tables are never touched."""
+    from sqlalchemy import create_engine, make_url, text
+
+    target = make_url(url).set(database=make_url(url).database + "_integration")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    engine.dispose()
+    return target.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    sandbox = start_sandbox(SandboxConfig(companies=[COMPANY_A, COMPANY_B], rate_limit=10, rate_window=1.0, lockout=1.0))
+    env = {
+        **os.environ,
+        "PERSONIO_SYNC_DATA_DIR": str(data_dir),
+        "PERSONIO_API_URL": sandbox.url,
+        "PERSONIO_FEED_URL": sandbox.feed_url_template,
+        "PERSONIO_RATE_LIMIT": "10/1s",
+        "PERSONIO_SYNC_PUMP_INTERVAL": "0.3",
+        "PERSONIO_SYNC_RECONCILE_INTERVAL": "1",
+        "PERSONIO_SYNC_LEASE": "20",
+        "PERSONIO_SYNC_BACKOFF_BASE": "0.2",
+        "PERSONIO_SYNC_BACKOFF_CAP": "2",
+        "PERSONIO_HTTP_READ_TIMEOUT": "5",
+    }
+    if os.environ.get("REDIS_URL"):
+        redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
+        env["DATABASE_URL"] = _fresh_postgres_database(load_settings(env).database_url)
+    settings = load_settings(env)
+    runtime = Runtime(settings)
+    runtime.prepare()
+    stack = Stack(runtime=runtime, sandbox=sandbox, env=env, data_dir=data_dir)
+    try:
+        stack.start_worker("w1")
+        stack.start_beat()
+        for company, account, project, job in ((COMPANY_A, "acct-a", "proj-a", 101), (COMPANY_B, "acct-b", "proj-b", 201)):
+            report = runtime.connect(
+                ConnectRequest(account_id=account, company_id=str(company.company_id), access_token=company.access_token,
+                               domain=company.domain, channel_id="77" if company is COMPANY_A else None)
+            )
+            assert report.saved, report.checks
+            with runtime.session() as session:
+                connection = find_connection(session, account)
+                assert connection is not None
+                link_project(session, connection, project, job, now=__import__("models").utcnow(), require_cached=True)
+        yield stack
+    finally:
+        for process in stack.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, 15)
+        for process in stack.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        sandbox.stop()
+        if settings.embedded_redis:
+            from worker import embedded_redis
+
+            embedded_redis.stop(settings.embedded_redis_socket)

@@ -1,0 +1,177 @@
+"""End to end: the main app's message → a real worker → the stand-in over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from cli.demo import sample_pdf
+from models import Upload, UploadState, utcnow
+from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id
+
+
+def test_candidate_with_cv_arrives_with_document_attached(stack: Stack) -> None:
+    pdf = sample_pdf("CV")
+    request_id = new_id()
+    email = f"cv-{request_id}@example.org"
+    stack.send({
+        "request_id": request_id, "account_id": "acct-a", "project_id": "proj-a",
+        "candidate": candidate(email, phone="+49 1", location="Berlin", tags=["sourced"],
+                               documents=[{"category": "cv", "filename": "cv.pdf", "content_base64": base64.b64encode(pdf).decode()}]),
+    })
+    status = stack.wait_terminal(request_id)
+    assert status["state"] == "submitted", status
+    [application] = [a for a in stack.sandbox.state.applications(company_id=1000) if a["email"] == email]
+    assert application["job_position_id"] == 101
+    assert application["recruiting_channel_id"] == 77
+    [document] = [d for d in stack.sandbox.state.documents(company_id=1000) if d["uuid"] in application["file_uuids"]]
+    assert document["size"] == len(pdf)
+    assert application["payload"]["files"][0]["category"] == "cv"
+    assert {"id": "phone", "value": "+49 1"} in application["payload"]["attributes"]
+
+
+def test_same_candidate_again_is_already_in_personio_without_second_application(stack: Stack) -> None:
+    email = f"dup-{uuid.uuid4().hex}@example.org"
+    first, second = new_id(), new_id()
+    stack.send({"request_id": first, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(email)})
+    assert stack.wait_terminal(first)["state"] == "submitted"
+    stack.send({"request_id": second, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(email.upper())})
+    status = stack.wait_terminal(second)
+    assert status["state"] == "already_in_personio"
+    assert status["message"]["de"]
+    assert len([a for a in stack.sandbox.state.applications(company_id=1000) if a["email_normalized"] == email]) == 1
+
+
+def test_duplicate_delivery_of_one_request_records_one_upload(stack: Stack) -> None:
+    request_id = new_id()
+    request = {"request_id": request_id, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(f"{request_id}@example.org")}
+    stack.send(request)
+    stack.send(request)
+    assert stack.wait_terminal(request_id)["state"] == "submitted"
+    time.sleep(0.5)
+    with stack.runtime.session() as session:
+        assert len(session.scalars(select(Upload).where(Upload.request_id == request_id)).all()) == 1
+    assert len([a for a in stack.sandbox.state.applications() if a["email"] == f"{request_id}@example.org"]) == 1
+
+
+def test_429_delays_the_upload_instead_of_failing_it(stack: Stack) -> None:
+    # The stand-in allows fewer requests than the worker's budget assumes, so it answers 429.
+    stack.sandbox.state.update_settings(rate_limit=2, lockout=1.0)
+    try:
+        ids = [new_id() for _ in range(6)]
+        for request_id in ids:
+            stack.send({"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b", "candidate": candidate(f"{request_id}@example.org")})
+        statuses = [stack.wait_terminal(request_id, timeout=90) for request_id in ids]
+    finally:
+        stack.sandbox.state.update_settings(rate_limit=10, lockout=1.0)
+    assert [s["state"] for s in statuses] == ["submitted"] * 6
+    history = [event for s in statuses for event in s["history"]]
+    assert any(event["reason_code"] and "429" in event["reason_code"] for event in history), "no upload saw a 429"
+    assert all(s["attempts"] == 0 for s in statuses), "a 429 must not count as a failed attempt"
+
+
+def test_invalid_request_is_rejected_with_field_errors_and_an_event(stack: Stack) -> None:
+    request_id = new_id()
+    stack.send({"request_id": request_id, "account_id": "acct-a", "project_id": "proj-a",
+                "candidate": {"first_name": "No", "last_name": "Mail", "documents": [{"category": "resume", "filename": "cv.exe", "content_base64": "QQ=="}]}})
+    status = stack.wait_terminal(request_id)
+    assert status["state"] == "rejected"
+    assert status["reason_code"] == "personio-sync.invalid-request"
+    for field_name in ("candidate.email", "candidate.documents.0.category", "candidate.documents.0.filename"):
+        assert field_name in status["message"]["en"]
+    events = stack.runtime.redis.xrange(stack.runtime.settings.events_stream)
+    assert any(fields.get("request_id") == request_id and fields.get("outcome") == "rejected" for _, fields in events)
+
+
+def test_raw_redis_message_from_a_non_python_producer(stack: Stack) -> None:
+    """The README's recipe for producers without Celery: LPUSH a kombu envelope."""
+    request_id = new_id()
+    body = [[{"request_id": request_id, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(f"{request_id}@example.org")}], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    task_id = str(uuid.uuid4())
+    envelope = {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"lang": "py", "task": "personio_sync.upload_candidate", "id": task_id, "root_id": task_id, "parent_id": None,
+                    "group": None, "retries": 0, "eta": None, "expires": None, "argsrepr": "[<upload request>]", "kwargsrepr": "{}"},
+        "properties": {"correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
+                       "delivery_info": {"exchange": "", "routing_key": "personio-sync"}, "priority": 0,
+                       "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
+    }
+    stack.runtime.redis.lpush("personio-sync", json.dumps(envelope))
+    assert stack.wait_terminal(request_id)["state"] == "submitted"
+
+
+def test_reconciler_sends_an_upload_whose_message_was_lost(stack: Stack) -> None:
+    request_id = new_id()
+    email = f"{request_id}@example.org"
+    # A worker claimed this upload and died; its message is gone from Redis.
+    with stack.runtime.session() as session:
+        from services.uploads import receive_upload
+
+        received = receive_upload(session, {"request_id": request_id, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(email)},
+                                  policy=stack.runtime.intake_policy(), events=stack.runtime.events, now=utcnow())
+        upload = session.get(Upload, received.upload_id)
+        assert upload is not None
+        upload.state = UploadState.SENDING
+        upload.lease_token = "lost-worker"
+        upload.lease_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.commit()
+    status = stack.wait_terminal(request_id, timeout=30)
+    assert status["state"] == "submitted"
+    assert any(event["reason_code"] == "lease expired; sending again" for event in status["history"])
+
+
+def test_one_company_in_lockout_does_not_stop_another(stack: Stack) -> None:
+    stack.start_worker("w2")  # two worker processes share the budget and the queues
+    stack.runtime.limiter.lock_out(str(COMPANY_A.company_id), 8.0)
+    locked = [new_id() for _ in range(2)]
+    flowing = [new_id() for _ in range(4)]
+    for request_id in locked:
+        stack.send({"request_id": request_id, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(f"{request_id}@example.org")})
+    started = time.monotonic()
+    for request_id in flowing:
+        stack.send({"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b", "candidate": candidate(f"{request_id}@example.org")})
+    for request_id in flowing:
+        assert stack.wait_terminal(request_id, timeout=30)["state"] == "submitted"
+    assert time.monotonic() - started < 6.0, "company B waited for company A's lock-out"
+    with stack.runtime.session() as session:
+        states = {u.request_id: u.state for u in session.scalars(select(Upload).where(Upload.request_id.in_(locked)))}
+    assert set(states.values()) <= {UploadState.QUEUED, UploadState.SENDING}, states
+    for request_id in locked:
+        assert stack.wait_terminal(request_id, timeout=40)["state"] == "submitted"
+
+
+def test_access_tokens_never_leave_the_database_encrypted(stack: Stack) -> None:
+    canaries = [COMPANY_A.access_token, COMPANY_B.access_token]
+    logs = stack.logs()
+    for canary in canaries:
+        assert canary not in logs
+    client = stack.runtime.redis
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == "string":
+            values = [client.get(key) or ""]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = list(client.hgetall(key).values())
+        elif kind == "stream":
+            values = [json.dumps(fields) for _, fields in client.xrange(key)]
+        elif kind == "zset":
+            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+        else:
+            values = []
+        for value in values:
+            for canary in canaries:
+                assert canary not in str(value), f"token found in Redis key {key}"
+    from sqlalchemy import text
+
+    with stack.runtime.engine.connect() as conn:
+        stored = [row[0] for row in conn.execute(text("SELECT access_token_encrypted FROM connections"))]
+    assert stored and all(canary not in value for value in stored for canary in canaries)
