@@ -39,7 +39,6 @@ def create_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=True,  # Flower
         task_send_sent_event=True,
-        worker_hijack_root_logger=False,
         task_default_queue=INTAKE_QUEUE,
         task_routes={
             UPLOAD_TASK: {"queue": INTAKE_QUEUE},
