@@ -175,3 +175,41 @@ def test_access_tokens_never_leave_the_database_encrypted(stack: Stack) -> None:
     with stack.runtime.engine.connect() as conn:
         stored = [row[0] for row in conn.execute(text("SELECT access_token_encrypted FROM connections"))]
     assert stored and all(canary not in value for value in stored for canary in canaries)
+
+
+def test_uploads_wait_while_credentials_are_broken_and_go_through_once_fixed(stack: Stack) -> None:
+    from sandbox import CompanyConfig, JobConfig
+    from services.connect import ConnectRequest
+    from services.connections import find_connection, link_project
+
+    company = CompanyConfig(company_id=3000, access_token="old-token-c", domain="gamma.jobs.personio.de", jobs=[JobConfig(id=301, name="Ops")])
+    stack.sandbox.state.upsert_company(company)
+    assert stack.runtime.connect(ConnectRequest(account_id="acct-c", company_id="3000", access_token="old-token-c", domain="gamma")).saved
+    with stack.runtime.session() as session:
+        connection = find_connection(session, "acct-c")
+        assert connection is not None
+        link_project(session, connection, "proj-c", 301, now=utcnow(), require_cached=True)
+
+    # The customer resets the key in Personio: our stored token stops working.
+    stack.sandbox.state.patch_company(3000, {"access_token": "new-token-c"})
+    ids = [new_id() for _ in range(3)]
+    for request_id in ids:
+        stack.send({"request_id": request_id, "account_id": "acct-c", "project_id": "proj-c", "candidate": candidate(f"{request_id}@example.org")})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with stack.runtime.session() as session:
+            states = [u.state for u in session.scalars(select(Upload).where(Upload.request_id.in_(ids)))]
+        if states.count(UploadState.HELD) == 3:
+            break
+        time.sleep(0.2)
+    assert states.count(UploadState.HELD) == 3, states
+    with stack.runtime.session() as session:
+        connection = find_connection(session, "acct-c")
+        assert connection is not None and connection.health.value == "invalid_credentials"
+
+    # The admin enters the new token: held uploads resume by themselves.
+    report = stack.runtime.connect(ConnectRequest(account_id="acct-c", company_id="3000", access_token="new-token-c", domain="gamma"))
+    assert report.saved
+    for request_id in ids:
+        assert stack.wait_terminal(request_id, timeout=30)["state"] == "submitted"
+    assert len(stack.sandbox.state.applications(company_id=3000)) == 3

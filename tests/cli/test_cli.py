@@ -1,0 +1,82 @@
+"""The CLI as an admin uses it: explanations for wrong inputs, JSON output, config errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from config import load_settings
+from sandbox import CompanyConfig, JobConfig, SandboxConfig, start_sandbox
+from worker import embedded_redis
+
+
+@pytest.fixture()
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    sandbox = start_sandbox(SandboxConfig(
+        companies=[CompanyConfig(company_id=555, access_token="right-token", domain="acme.jobs.personio.de", jobs=[JobConfig(id=9, name="Engineer")])],
+        rate_limit=50, rate_window=1.0, lockout=1.0,
+    ))
+    monkeypatch.setenv("PERSONIO_SYNC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PERSONIO_API_URL", sandbox.url)
+    monkeypatch.setenv("PERSONIO_FEED_URL", sandbox.feed_url_template)
+    if "DATABASE_URL" in __import__("os").environ:
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+        settings = load_settings()
+        if settings.embedded_redis:
+            embedded_redis.stop(settings.embedded_redis_socket)
+
+
+def test_connect_explains_each_wrong_input_and_saves_nothing(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PERSONIO_ACCESS_TOKEN", "wrong-token")
+    code = main(["connect", "--account", "a1", "--company-id", "555", "--domain", "https://ACME.jobs.personio.de/xml?language=de", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["saved"] is False
+    token_check = next(c for c in out["checks"] if c["field"] == "access_token")
+    assert token_check["ok"] is False and "Recruiting API key" in token_check["message"]
+    domain_check = next(c for c in out["checks"] if c["field"] == "domain")
+    assert domain_check["ok"] is True  # the pasted URL was normalised and its feed works
+
+    code = main(["connect", "--account", "a1", "--company-id", "555", "--domain", "acme.personio.de", "--language", "de"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "HR-App" in text and "Karriereseite" in text
+
+    assert main(["connections", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_connect_link_jobs_and_status(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PERSONIO_ACCESS_TOKEN", "right-token")
+    assert main(["connect", "--account", "a1", "--company-id", "555", "--domain", "acme"]) == 0
+    assert "✓ access_token" in capsys.readouterr().out
+    assert main(["jobs", "a1", "--json"]) == 0
+    assert [job["job_position_id"] for job in json.loads(capsys.readouterr().out)] == [9]
+    assert main(["link", "a1", "p1", "12345"]) == 1
+    assert "not in the jobs feed" in capsys.readouterr().err
+    assert main(["link", "a1", "p1", "9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["job_position_id"] == 9
+    assert main(["status", "no-such-request"]) == 1
+
+
+def test_token_is_never_taken_from_the_command_line(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PERSONIO_ACCESS_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["connect", "--account", "a1", "--company-id", "555", "--domain", "acme"])
+    assert exit_info.value.code == 2
+    assert "never accepted as a command-line argument" in capsys.readouterr().err
+
+
+def test_bad_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PERSONIO_RATE_LIMIT", "lots")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["migrate"])
+    assert exit_info.value.code == 2
+    assert "PERSONIO_RATE_LIMIT='lots'" in capsys.readouterr().err
