@@ -162,9 +162,8 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from models import utcnow
     from services.connections import find_connection
-    from services.jobs import list_jobs, refresh_jobs
+    from services.jobs import list_jobs
 
     settings = _settings()
     runtime = _runtime(settings)
@@ -174,7 +173,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             print(f"account {args.account!r} is not connected", file=sys.stderr)
             return 1
         if args.refresh:
-            refresh_jobs(session, connection, http=runtime.http, feed_url_template=settings.personio_feed_url, timeout=runtime.timeout, events=runtime.events, now=utcnow())
+            runtime.refresh_jobs(session, connection)
         jobs = list_jobs(session, connection, include_unpublished=args.all)
     text = "\n".join(
         f"{j['job_position_id']:>10}  {'' if j['published'] else '[unpublished] '}{j['name']} — {j['office'] or ''}" for j in jobs

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from models import Connection, utcnow
 from services.health import check_connection
-from services.jobs import refresh_jobs
 from tasks.dispatching import dispatch_now
 from worker import app
 from worker.runtime import Runtime, get_runtime
@@ -48,8 +47,7 @@ def refresh_feed(connection_id: int) -> bool:
             connection = session.get(Connection, connection_id)
             if connection is None:
                 return
-            refresh_jobs(session, connection, http=runtime.http, feed_url_template=runtime.settings.personio_feed_url,
-                         timeout=runtime.timeout, events=runtime.events, now=utcnow())
+            runtime.refresh_jobs(session, connection)
 
     return _locked(runtime, "feed", connection_id, work)
 
@@ -68,8 +66,7 @@ def check_health(connection_id: int) -> bool:
                 connection,
                 client=runtime.client_for(connection),
                 limiter=runtime.limiter,
-                refresh=lambda s, c: refresh_jobs(s, c, http=runtime.http, feed_url_template=runtime.settings.personio_feed_url,
-                                                  timeout=runtime.timeout, events=runtime.events, now=utcnow()),
+                refresh=runtime.refresh_jobs,
                 events=runtime.events,
                 lockout=runtime.settings.lockout_seconds,
                 now=utcnow(),

@@ -27,6 +27,7 @@ from services.connect import ConnectReport, ConnectRequest, connect_account
 from services.context import SyncDeps, UploadPolicy
 from services.documents import fetch_document
 from services.events import RedisStreamPublisher
+from services.jobs import RefreshResult, refresh_jobs
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher, load_cipher
 from worker import embedded_redis
@@ -160,9 +161,14 @@ class Runtime:
             per_endpoint_budget=s.rate_limit_per_endpoint,
         )
 
-    def deps(self) -> SyncDeps:
-        from services.jobs import refresh_jobs
+    def refresh_jobs(self, session: Session, connection: Connection) -> RefreshResult:
+        """Bring the connection's jobs cache in step with its feed."""
+        return refresh_jobs(
+            session, connection, http=self.http, feed_url_template=self.settings.personio_feed_url,
+            timeout=self.timeout, events=self.events, now=utcnow(),
+        )
 
+    def deps(self) -> SyncDeps:
         return SyncDeps(
             policy=self.upload_policy,
             limiter=self.limiter,
@@ -172,9 +178,7 @@ class Runtime:
             fetch_document=lambda url: fetch_document(
                 self.http, url, allowed_hosts=self.settings.document_url_hosts, max_bytes=self.settings.url_document_max_bytes, timeout=self.timeout
             ),
-            refresh_jobs=lambda session, connection: refresh_jobs(
-                session, connection, http=self.http, feed_url_template=self.settings.personio_feed_url, timeout=self.timeout, events=self.events, now=utcnow()
-            ),
+            refresh_jobs=self.refresh_jobs,
         )
 
     def wake(self, connection_id: int, delay: float) -> None:
