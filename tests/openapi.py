@@ -64,15 +64,22 @@ class SpecViolation(AssertionError):
         super().__init__(f"{what} {method} {url} violates the OpenAPI spec: {details}")
 
 
+SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
+# An unchanged copy, so a clone without shared/ beside it still validates (test_spec_copy
+# checks that it matches shared/ wherever both exist).
+VENDORED_SPEC = Path(__file__).resolve().parent / "data/personio-recruiting-api.yaml"
+
+
 def spec_path() -> Path:
-    """Where the spec lives: beside the repo, else ``$PERSONIO_OPENAPI_SPEC``."""
-    default = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
-    if default.exists():
-        return default
+    """Where the spec lives: ``$PERSONIO_OPENAPI_SPEC``, beside the repo, else the vendored copy."""
     env = os.environ.get(SPEC_ENV)
     if env:
         return Path(env)
-    raise FileNotFoundError(f"OpenAPI spec not found at {default}; set {SPEC_ENV}")
+    if SHARED_SPEC.exists():
+        return SHARED_SPEC
+    if VENDORED_SPEC.exists():
+        return VENDORED_SPEC
+    raise FileNotFoundError(f"OpenAPI spec not found at {SHARED_SPEC}; set {SPEC_ENV}")
 
 
 @lru_cache(maxsize=1)
