@@ -263,8 +263,14 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
 
     settings = _settings()
     runtime = _runtime(settings)
+    from services.secrets import SecretKeyError
+
     with runtime.session() as session:
-        result = rotate_tokens(session, runtime.cipher)
+        try:
+            result = rotate_tokens(session, runtime.cipher)
+        except SecretKeyError as error:
+            print(f"cannot rotate: {error}", file=sys.stderr)
+            return 1
     _print(result, args.json, f"re-encrypted {result['rotated']} tokens; {result['already_current']} were already under the newest key")
     return 0
 

@@ -108,19 +108,19 @@ class Settings:
         return f"unix://{self.embedded_redis_socket}"
 
 
-def _duration(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> float:
+def _duration(env: Mapping[str, str], name: str, default: str, problems: list[str], *, allow_zero: bool = False) -> float:
     raw = env.get(name, default)
     match = _DURATION.match(raw)
     if not match:
         problems.append(f"{name}={raw!r} is not a duration: use a number of seconds such as 60, 60s, 500ms or 5m.")
         return float(_DURATION.match(default).group(1)) * _UNITS[_DURATION.match(default).group(2)]  # type: ignore[union-attr]
     value = float(match.group(1)) * _UNITS[match.group(2)]
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
         problems.append(f"{name}={raw!r} must be greater than zero.")
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, problems: list[str], *, minimum: int = 1) -> int:
+def _integer(env: Mapping[str, str], name: str, default: int, problems: list[str], *, minimum: int = 1, maximum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None:
         return default
@@ -131,6 +131,8 @@ def _integer(env: Mapping[str, str], name: str, default: int, problems: list[str
         return default
     if value < minimum:
         problems.append(f"{name}={raw!r} must be at least {minimum}.")
+    if maximum is not None and value > maximum:
+        problems.append(f"{name}={raw!r} must be at most {maximum}.")
     return value
 
 
@@ -199,7 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     # The margin and the lock-out scale with the period so that a time-scaled setup
     # (tests, benchmarks: 20/2s) behaves like production (20/60s) in miniature.
     margin = (
-        _duration(env, "PERSONIO_RATE_LIMIT_MARGIN", "1", problems)
+        _duration(env, "PERSONIO_RATE_LIMIT_MARGIN", "1", problems, allow_zero=True)
         if "PERSONIO_RATE_LIMIT_MARGIN" in env
         else rate_limit.period / 30.0
     )
@@ -278,7 +280,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reconcile_interval=_duration(env, "PERSONIO_SYNC_RECONCILE_INTERVAL", "60", problems),
         pump_interval=_duration(env, "PERSONIO_SYNC_PUMP_INTERVAL", "2", problems),
         flower_address=env.get("PERSONIO_SYNC_FLOWER_ADDRESS", "127.0.0.1"),
-        flower_port=_integer(env, "PERSONIO_SYNC_FLOWER_PORT", 5555, problems),
+        flower_port=_integer(env, "PERSONIO_SYNC_FLOWER_PORT", 5555, problems, maximum=65535),
         flower_basic_auth=flower_auth,
         events_stream=env.get("PERSONIO_SYNC_EVENTS_STREAM", EVENTS_STREAM),
         log_level=log_level,

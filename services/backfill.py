@@ -30,7 +30,7 @@ def record_backfill(session: Session, backfill: dict[str, Any], *, policy: Intak
             "priority": "backfill",
             "candidate": candidate,
         }
-        received = receive_upload(session, request, policy=policy, events=events, now=now)
+        received = receive_upload(session, request, policy=policy, events=events, now=now, backfill_id=backfill_id[:64] or None)
         if received.created and received.connection_id is not None:
             connections.add(received.connection_id)
     return connections

@@ -56,14 +56,16 @@ def dispatch_connection(
     free_slots = policy.company_concurrency - in_flight
     if free_slots <= 0:
         return DispatchResult([], None)  # a finishing step dispatches the next one
-    budget = limiter.peek(str(connection.company_id), "recruiting")
+    # Every upload ends with an application POST, so that is the budget that decides.
+    budget = limiter.peek(str(connection.company_id), "applications" if policy.per_endpoint_budget else "recruiting")
     if not budget.granted:
         return DispatchResult([], budget.wait)
     candidates = session.scalars(
         select(Upload.id)
         .where(Upload.connection_id == connection_id, Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now)
         .order_by(case((Upload.priority == Priority.INTERACTIVE, 0), else_=1), Upload.next_attempt_at, Upload.id)
-        .limit(min(free_slots, max(budget.remaining, 1)))
+        # ``remaining`` counts the slots left after one more request: one more can start.
+        .limit(min(free_slots, budget.remaining + 1))
     ).all()
     claimed: list[Claimed] = []
     lease_until = now + timedelta(seconds=policy.lease)

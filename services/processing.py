@@ -36,12 +36,14 @@ from personio.errors import (
     PersonioError,
     PersonioFeatureDisabled,
     PersonioRateLimited,
+    PersonioTransportError,
     PersonioUnauthorized,
 )
 from services.connections import record_channel_invalid, set_health
 from services.context import SyncDeps
 from services.documents import DocumentFetchError
 from services.messages import render_both
+from services.schemas import format_size
 from services.uploads import finish, outcome_event, transition
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,9 @@ def process_upload(session: Session, deps: SyncDeps, upload_id: int, lease_token
         finish(upload, done.state, deps.clock(), reason_code=done.reason_code, field=done.field, status=done.status, **done.params)
         session.commit()
         deps.events.publish(outcome_event(upload))
+        if done.state == UploadState.SUBMITTED and connection is not None and connection.health == Health.RATE_LIMITED:
+            # Personio accepts requests again: the lock-out is over.
+            set_health(session, connection, Health.HEALTHY, None, now=deps.clock(), events=deps.events)
         log.info("upload %s finished: %s (%s)", upload.request_id, upload.state.value, upload.reason_code)
         return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
     except _Park as park:
@@ -273,7 +278,7 @@ def _document_content(session: Session, deps: SyncDeps, document: UploadDocument
                 field=f"candidate.documents.{document.position}.url",
                 filename=document.filename,
                 detail=error.detail,
-                limit=f"{deps.policy.url_document_max_bytes // (1024 * 1024)} MiB",
+                limit=format_size(deps.policy.url_document_max_bytes),
             ) from None
         raise _Park(backoff_delay(document.upload.attempts + 1, deps), f"document download failed ({error.detail})", count_attempt=True) from None
     document.content = content
@@ -331,7 +336,10 @@ def _create_application(session: Session, deps: SyncDeps, upload: Upload, connec
                 upload.confirmed_by_duplicate = True
                 raise _Finish(UploadState.SUBMITTED, "personio-sync.submitted", status=201) from None
             raise _Finish(UploadState.ALREADY_IN_PERSONIO, "errors.applicant-already-exists", field="email", status=400) from None
-        except PersonioChannelNotFound:
+        except PersonioChannelNotFound as error:
+            if channel_id is None:
+                # No channel was sent, so resending the same body cannot help: a refusal.
+                _handle_error(session, deps, upload, connection, error, application=True, earlier_unconfirmed=earlier_unconfirmed)
             # Personio only tells a wrong channel now: flag the connection and send the
             # candidate without attribution rather than not at all.
             upload.application_unconfirmed = earlier_unconfirmed
@@ -340,6 +348,7 @@ def _create_application(session: Session, deps: SyncDeps, upload: Upload, connec
             continue
         except PersonioError as error:
             _handle_error(session, deps, upload, connection, error, application=True, earlier_unconfirmed=earlier_unconfirmed)
+        upload.application_unconfirmed = False  # a 201 is a definite answer
         code = "personio-sync.submitted-without-channel" if upload.channel_dropped else "personio-sync.submitted"
         raise _Finish(UploadState.SUBMITTED, code, status=201)
 
@@ -357,9 +366,14 @@ def _handle_error(
 ) -> None:
     """Turn a classified Personio error into the upload's next state (always raises)."""
     now = deps.clock()
-    definite = isinstance(error, PersonioRateLimited) or (isinstance(error, PersonioAPIError) and not error.retryable)
+    definite = (
+        isinstance(error, PersonioRateLimited)
+        or (isinstance(error, PersonioAPIError) and not error.retryable)
+        or (isinstance(error, PersonioTransportError) and not error.maybe_delivered)
+    )
     if application and definite:
-        # Personio answered and created nothing this time; an earlier unknown attempt stays unknown.
+        # Personio answered and created nothing this time (or never got the request);
+        # an earlier unknown attempt stays unknown.
         upload.application_unconfirmed = earlier_unconfirmed
     if isinstance(error, PersonioRateLimited):
         wait = error.retry_after if error.retry_after is not None else deps.policy.lockout

@@ -56,6 +56,14 @@ def _iso_date(text: str, what: str) -> date:
         raise ValidationError(f"{what} must be a date in the form YYYY-MM-DD, e.g. 2026-03-01 (got {text!r}).") from None
 
 
+def format_size(size: int) -> str:
+    """A byte count as people read it: 10 MiB, 1.5 MiB, 512 KiB, 300 bytes (never "0 MiB")."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     host = host.lower().rstrip(".")
     for pattern in allowed:
@@ -101,7 +109,7 @@ class DocumentSchema(Schema):
             limit = min(policy.inline_document_max_bytes, PERSONIO_MAX_DOCUMENT_BYTES)
             # Check the encoded length first so a huge payload is never decoded.
             if len(inline) > (limit * 4) // 3 + 8:
-                raise ValidationError(f"is larger than the {limit // (1024 * 1024)} MiB allowed inline; send larger files by url.", "content_base64")
+                raise ValidationError(f"is larger than the {format_size(limit)} allowed inline; send larger files by url.", "content_base64")
             try:
                 content = base64.b64decode(inline, validate=True)
             except (binascii.Error, ValueError):
@@ -109,7 +117,7 @@ class DocumentSchema(Schema):
             if not content:
                 raise ValidationError("is empty; Personio refuses empty files.", "content_base64")
             if len(content) > limit:
-                raise ValidationError(f"is larger than the {limit // (1024 * 1024)} MiB allowed inline; send larger files by url.", "content_base64")
+                raise ValidationError(f"is larger than the {format_size(limit)} allowed inline; send larger files by url.", "content_base64")
             data["content"] = content
         else:
             parts = urlsplit(url or "")
@@ -258,6 +266,7 @@ __all__ = [
     "IntakePolicy",
     "PERSONIO_EXTENSIONS",
     "UploadRequestInvalid",
+    "format_size",
     "host_allowed",
     "load_upload_request",
 ]

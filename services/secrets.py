@@ -40,7 +40,13 @@ class TokenCipher:
             ) from None
 
     def rotate(self, stored: str) -> str:
-        return self._multi.rotate(stored.encode()).decode()
+        try:
+            return self._multi.rotate(stored.encode()).decode()
+        except InvalidToken:
+            raise SecretKeyError(
+                "a stored access token cannot be re-encrypted: none of PERSONIO_SYNC_SECRET_KEYS decrypts it; "
+                "put the old key back in the list (after the new one) and run `personio-sync rotate-keys` again"
+            ) from None
 
     def is_current(self, stored: str) -> bool:
         """Whether ``stored`` is already encrypted under the newest key."""

@@ -85,7 +85,9 @@ def outcome_event(upload: Upload) -> dict[str, Any]:
     }
 
 
-def receive_upload(session: Session, payload: Any, *, policy: IntakePolicy, events: EventPublisher, now: datetime) -> Received:
+def receive_upload(
+    session: Session, payload: Any, *, policy: IntakePolicy, events: EventPublisher, now: datetime, backfill_id: str | None = None
+) -> Received:
     """Validate and record one upload request; publish its outcome if it ends here."""
     try:
         request = load_upload_request(payload, policy)
@@ -108,6 +110,7 @@ def receive_upload(session: Session, payload: Any, *, policy: IntakePolicy, even
         email_normalized=normalise_email(candidate["email"]),
         candidate=candidate,
         priority=Priority(request["priority"]),
+        backfill_id=backfill_id,
         next_attempt_at=now,
         created_at=now,
         updated_at=now,

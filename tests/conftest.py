@@ -1,0 +1,328 @@
+"""Shared fixtures: database, clock, Redis, rate limiter, the Personio stand-in, events.
+
+The database is SQLite in the test's tmp_path unless ``DATABASE_URL`` points at
+PostgreSQL; then one throw-away database is created for the whole session (dropped at
+the end) and every table is emptied before each test. Services commit as they go and
+several tests need two sessions that see each other's commits, so isolation comes from
+a fresh database (SQLite) or truncation (PostgreSQL) instead of one rolled-back outer
+transaction.
+
+No test may reach a real host: an autouse guard refuses every socket connection that is
+not loopback or a unix socket, and every DNS lookup of a name other than localhost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Base
+from models.db import create_db_engine, make_session_factory, migrate
+from ratelimit import CompanyRateLimiter, RateBudget
+from sandbox import SandboxConfig, SandboxServer, load_demo_config, start_sandbox
+from services.context import UploadPolicy
+from services.events import ListPublisher
+from services.schemas import IntakePolicy
+from services.secrets import TokenCipher
+
+# The stand-in runs Personio's budget in miniature: 20 requests per 2 s, 2 s lock-out.
+TIME_SCALE_WINDOW = 2.0
+TIME_SCALE_LOCKOUT = 2.0
+
+# ----------------------------------------------------------------- no network
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+class NetworkBlocked(RuntimeError):
+    """A test tried to leave the machine (deliberately not an OSError: it must surface)."""
+
+
+def _is_local_host(host: Any) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    host = str(host).strip("[]").split("%", 1)[0]
+    if host in _LOCAL_NAMES or host == "":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_network() -> Iterator[None]:
+    """Refuse connections and DNS lookups that would leave the machine."""
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+    original_getaddrinfo = socket.getaddrinfo
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local_host(address[0]):
+            raise NetworkBlocked(f"tests must not connect to {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(self, address)
+        return original_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(self, address)
+        return original_connect_ex(self, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_local_host(host):
+            raise NetworkBlocked(f"tests must not resolve {host!r}")
+        return original_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = getaddrinfo
+    try:
+        yield
+    finally:
+        socket.socket.connect = original_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = original_connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = original_getaddrinfo
+
+
+# ------------------------------------------------------------------- database
+
+
+def _postgres_env_url() -> str | None:
+    raw = os.environ.get("DATABASE_URL", "").strip()
+    if raw.startswith("postgresql://"):
+        return "postgresql+psycopg://" + raw[len("postgresql://"):]
+    if raw.startswith("postgresql+psycopg://"):
+        return raw
+    return None
+
+
+def _psycopg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _create_pg_database(base_url: str, prefix: str) -> str:
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_psycopg_dsn(base_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg_database(base_url: str, url: str) -> None:
+    import psycopg
+
+    name = make_url(url).database
+    with psycopg.connect(_psycopg_dsn(base_url), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> str | None:
+    """The PostgreSQL server from ``DATABASE_URL`` (driver psycopg), or None for SQLite."""
+    return _postgres_env_url()
+
+
+@pytest.fixture(scope="session")
+def _postgres_session_db(postgres_base_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """One migrated PostgreSQL database for the whole test session (None with SQLite)."""
+    if postgres_base_url is None:
+        yield None
+        return
+    url = _create_pg_database(postgres_base_url, "personio_sync_test")
+    try:
+        migrate(url, tmp_path_factory.mktemp("pg-migrate-lock"))
+        yield url
+    finally:
+        _drop_pg_database(postgres_base_url, url)
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_db_engine(url)
+    try:
+        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(_postgres_session_db: str | None, tmp_path: Path) -> str:
+    """A database URL for this test: a new SQLite file, or the session's PostgreSQL emptied."""
+    if _postgres_session_db is None:
+        return f"sqlite:///{tmp_path / 'personio-sync.db'}"
+    _truncate_all(_postgres_session_db)
+    return _postgres_session_db
+
+
+@pytest.fixture
+def fresh_db_url(postgres_base_url: str | None, tmp_path: Path) -> Iterator[str]:
+    """A brand-new, empty database (no tables at all), dropped after the test."""
+    if postgres_base_url is None:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url = _create_pg_database(postgres_base_url, "personio_sync_empty")
+    try:
+        yield url
+    finally:
+        _drop_pg_database(postgres_base_url, url)
+
+
+@pytest.fixture
+def migrated_db_url(db_url: str, tmp_path: Path) -> str:
+    migrate(db_url, tmp_path / "migrate-lock")
+    return db_url
+
+
+@pytest.fixture
+def engine(migrated_db_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(migrated_db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions as the worker opens them (several may be open at once)."""
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    session = session_factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+# ---------------------------------------------------------------------- clock
+
+
+class Clock:
+    """A UTC clock that moves only when told to (``advance``/``set``)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def timestamp(self) -> float:
+        """The same instant as epoch seconds (for the rate limiter's clock)."""
+        return self.now.timestamp()
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def set(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValueError("the clock keeps UTC-aware datetimes")
+        self.now = when
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+# ---------------------------------------------------------------- redis, limiter
+
+
+@pytest.fixture
+def fake_redis() -> fakeredis.FakeRedis:
+    # A server per test, so no test sees another's keys.
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+@pytest.fixture
+def rate_budget() -> RateBudget:
+    return RateBudget(limit=20, period=TIME_SCALE_WINDOW, margin=0.0, lockout=TIME_SCALE_LOCKOUT)
+
+
+@pytest.fixture
+def limiter(fake_redis: fakeredis.FakeRedis, rate_budget: RateBudget, clock: Clock) -> CompanyRateLimiter:
+    """The shared per-company budget, on fakeredis, driven by the test clock."""
+    return CompanyRateLimiter(fake_redis, rate_budget, key_prefix="test-rl", clock=clock.timestamp)
+
+
+# ------------------------------------------------------------- the stand-in
+
+
+@pytest.fixture
+def sandbox_config() -> SandboxConfig:
+    """The bundled demo companies with Personio's budget scaled from 20/60 s to 20/2 s."""
+    return load_demo_config().with_settings({"rate_window": TIME_SCALE_WINDOW, "lockout": TIME_SCALE_LOCKOUT})
+
+
+@pytest.fixture
+def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxServer]:
+    server = start_sandbox(sandbox_config)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------- service helpers
+
+
+@pytest.fixture
+def events() -> ListPublisher:
+    return ListPublisher()
+
+
+@pytest.fixture
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def cipher(secret_key: str) -> TokenCipher:
+    return TokenCipher((secret_key,))
+
+
+@pytest.fixture
+def intake_policy() -> IntakePolicy:
+    return IntakePolicy(
+        inline_document_max_bytes=1024 * 1024,
+        url_document_max_bytes=2 * 1024 * 1024,
+        document_url_hosts=("files.example.com", "*.cdn.example.net"),
+        today=date.today(),
+    )
+
+
+@pytest.fixture
+def upload_policy() -> UploadPolicy:
+    return UploadPolicy(
+        max_attempts=3,
+        backoff_base=0.5,
+        backoff_cap=4.0,
+        lockout=TIME_SCALE_LOCKOUT,
+        lease=30.0,
+        company_concurrency=2,
+        url_document_max_bytes=2 * 1024 * 1024,
+        document_url_hosts=("files.example.com",),
+    )
+

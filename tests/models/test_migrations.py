@@ -1,0 +1,118 @@
+"""Alembic migrations: an empty database reaches the models' schema, and again is a no-op."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect
+
+from models import Base
+from models.db import alembic_config, migrate
+
+TABLES = {"connections", "jobs", "project_links", "uploads", "upload_documents", "upload_events", "application_claims"}
+
+
+def head_revision(url: str) -> str:
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema(engine: Engine) -> dict[str, Any]:
+    inspector = inspect(engine)
+    return {
+        table: {
+            "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
+            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)),
+            "unique": sorted((u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)),
+            "foreign_keys": sorted((f["name"] or "", tuple(f["constrained_columns"]), f["referred_table"]) for f in inspector.get_foreign_keys(table)),
+        }
+        for table in sorted(inspector.get_table_names())
+    }
+
+
+def test_empty_database_upgrades_to_head_and_matches_the_models(fresh_db_url: str, tmp_path: Path) -> None:
+    # given: nothing at all
+    engine = create_engine(fresh_db_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+
+        # when
+        migrate(fresh_db_url, tmp_path)
+
+        # then: every table, at the newest revision
+        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+        assert current_revision(engine) == head_revision(fresh_db_url)
+        # and: autogenerate finds nothing to do, so models and migrations agree
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            differences = compare_metadata(context, Base.metadata)
+        assert differences == []
+    finally:
+        engine.dispose()
+
+
+def test_migrate_twice_is_a_no_op(fresh_db_url: str, tmp_path: Path) -> None:
+    migrate(fresh_db_url, tmp_path)
+    engine = create_engine(fresh_db_url)
+    try:
+        before = schema(engine)
+
+        migrate(fresh_db_url, tmp_path)
+
+        assert schema(engine) == before
+        assert current_revision(engine) == head_revision(fresh_db_url)
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_and_up_again(fresh_db_url: str, tmp_path: Path) -> None:
+    migrate(fresh_db_url, tmp_path)
+    engine = create_engine(fresh_db_url)
+    try:
+        upgraded = schema(engine)
+
+        command.downgrade(alembic_config(fresh_db_url), "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        assert current_revision(engine) is None
+
+        migrate(fresh_db_url, tmp_path)
+        assert schema(engine) == upgraded
+    finally:
+        engine.dispose()
+
+
+def test_processes_starting_together_migrate_once(fresh_db_url: str, tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def start() -> None:
+        try:
+            barrier.wait(timeout=10)
+            migrate(fresh_db_url, tmp_path)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    engine = create_engine(fresh_db_url)
+    try:
+        assert current_revision(engine) == head_revision(fresh_db_url)
+    finally:
+        engine.dispose()

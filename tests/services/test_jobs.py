@@ -1,0 +1,337 @@
+"""services.jobs: the per-connection jobs cache, kept in step with the stand-in's feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
+
+from models import Connection, Health, Job
+from personio.feed import FeedJob
+from sandbox import JobConfig, SandboxServer
+from services.connections import set_health
+from services.events import ListPublisher
+from services.jobs import RefreshResult, apply_feed, list_jobs, refresh_jobs
+from services.secrets import TokenCipher
+
+if TYPE_CHECKING:
+    from tests.conftest import Clock
+
+COMPANY, DOMAIN = 1000, "demo.jobs.personio.de"
+JOBS = (1000001, 1000002, 1000003)
+
+
+class Statements:
+    """Every SQL statement the engine runs while recording."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.seen: list[str] = []
+        self._engine = engine
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.seen.append(statement)
+
+    def writes(self) -> list[str]:
+        return [s for s in self.seen if s.lstrip().split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+
+    def close(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._record)
+
+
+@pytest.fixture
+def statements(engine: Engine) -> Iterator[Statements]:
+    recorder = Statements(engine)
+    yield recorder
+    recorder.close()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def connection(session: Session, cipher: TokenCipher, clock: Clock) -> Connection:
+    connection = Connection(
+        account_id="acct-1",
+        company_id=COMPANY,
+        access_token_encrypted=cipher.encrypt("demo-token-please-change"),
+        jobs_domain=DOMAIN,
+        feed_language="de",
+        health=Health.HEALTHY,
+        created_at=clock(),
+        updated_at=clock(),
+    )
+    session.add(connection)
+    session.commit()
+    return connection
+
+
+@pytest.fixture
+def refresh(session: Session, connection: Connection, http: requests.Session, sandbox: SandboxServer, events: ListPublisher, clock: Clock) -> Any:
+    def run(force: bool = False) -> RefreshResult:
+        return refresh_jobs(session, connection, http=http, feed_url_template=sandbox.feed_url_template, timeout=(2.0, 5.0), events=events, now=clock(), force=force)
+
+    return run
+
+
+def cached(session: Session) -> dict[int, Job]:
+    session.expire_all()
+    return {job.job_position_id: job for job in session.scalars(select(Job))}
+
+
+def edit_company(sandbox: SandboxServer, change: Any) -> None:
+    company = sandbox.state.company(COMPANY)
+    assert company is not None
+    change(company)
+    sandbox.state.upsert_company(company)
+
+
+# -------------------------------------------------------------- upserting
+
+
+def test_first_refresh_caches_every_published_job(refresh: Any, session: Session, connection: Connection, clock: Clock) -> None:
+    result = refresh()
+
+    assert result == RefreshResult(changed=True, not_modified=False, published=3, added=3, unpublished=0)
+    jobs = cached(session)
+    assert sorted(jobs) == list(JOBS)
+    backend = jobs[1000001]
+    assert (backend.name, backend.office, backend.department, backend.subcompany) == ("Backend Engineer (m/w/d)", "Berlin", "Engineering", "Demo GmbH")
+    assert (backend.employment_type, backend.seniority, backend.schedule, backend.years_of_experience) == ("permanent", "experienced", "full-time", "2-5")
+    assert backend.keywords == "python,backend,celery"
+    assert backend.salary == {"min": "60000.00", "max": None, "currency_code": "EUR", "currency_symbol": "€", "type": "yearly"}
+    assert backend.personio_created_at == datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
+    assert jobs[1000002].additional_offices == ["Remote"]
+    assert all(job.published and job.first_seen_at == clock() and job.updated_at == clock() for job in jobs.values())
+    session.refresh(connection)
+    assert connection.feed_etag and connection.feed_last_modified and connection.feed_sha256
+    assert connection.feed_fetched_at == clock()
+
+
+def test_changed_job_is_updated_in_place(refresh: Any, session: Session, sandbox: SandboxServer, clock: Clock) -> None:
+    refresh()
+    first_ids = {job_id: job.id for job_id, job in cached(session).items()}
+    clock.advance(60)
+
+    def rename(company: Any) -> None:
+        company.jobs[0].name = "Senior Backend Engineer (m/w/d)"
+        company.jobs[0].office = "Hamburg"
+
+    edit_company(sandbox, rename)
+    result = refresh()
+
+    assert (result.changed, result.added, result.unpublished) == (True, 0, 0)
+    jobs = cached(session)
+    assert {job_id: job.id for job_id, job in jobs.items()} == first_ids  # same rows
+    assert (jobs[1000001].name, jobs[1000001].office) == ("Senior Backend Engineer (m/w/d)", "Hamburg")
+    assert jobs[1000001].updated_at == clock()
+    assert jobs[1000002].updated_at != clock()  # untouched jobs keep their time
+
+
+def test_vanished_job_is_kept_and_marked_unpublished_with_the_time(refresh: Any, session: Session, sandbox: SandboxServer, clock: Clock) -> None:
+    refresh()
+    clock.advance(60)
+    edit_company(sandbox, lambda company: setattr(company, "jobs", [j for j in company.jobs if j.id != 1000002]))
+
+    result = refresh()
+
+    assert (result.changed, result.published, result.unpublished) == (True, 2, 1)
+    jobs = cached(session)
+    assert sorted(jobs) == list(JOBS)
+    gone = jobs[1000002]
+    assert gone.published is False
+    assert gone.unpublished_at == clock()
+    assert gone.name == "Recruiter (m/w/d)"
+
+    # and: when it comes back it is published again
+    clock.advance(60)
+    edit_company(sandbox, lambda company: company.jobs.append(JobConfig(id=1000002, name="Recruiter (m/w/d)", office="München")))
+    refresh()
+    back = cached(session)[1000002]
+    assert back.published is True and back.unpublished_at is None
+
+
+def test_job_unpublished_in_personio_leaves_the_feed(refresh: Any, session: Session, sandbox: SandboxServer) -> None:
+    refresh()
+
+    def close(company: Any) -> None:
+        company.jobs[2].published = False
+
+    edit_company(sandbox, close)
+    refresh()
+
+    assert cached(session)[1000003].published is False
+
+
+def test_empty_feed_unpublishes_everything(session: Session, connection: Connection, clock: Clock) -> None:
+    job = FeedJob(id=7, name="", office=None, additional_offices=(), department=None, recruiting_category=None, employment_type=None, seniority=None, schedule=None, years_of_experience=None, keywords=None, occupation=None, occupation_category=None, subcompany=None, created_at=None, salary=None)
+    assert apply_feed(session, connection, [job], now=clock()).added == 1
+    session.commit()
+    assert cached(session)[7].name == "Job 7"  # a nameless job still gets a readable name
+
+    result = apply_feed(session, connection, [], now=clock())
+    session.commit()
+
+    assert (result.changed, result.published, result.unpublished) == (True, 0, 1)
+    assert cached(session)[7].published is False
+
+
+def test_apply_feed_twice_changes_nothing_the_second_time(session: Session, connection: Connection, clock: Clock) -> None:
+    from personio.feed import FeedSalary
+
+    job = FeedJob(id=9, name="Dev", office="Köln", additional_offices=("Remote",), department="IT", recruiting_category=None, employment_type="permanent", seniority=None, schedule=None, years_of_experience=None, keywords=None, occupation=None, occupation_category=None, subcompany=None, created_at=datetime(2024, 5, 1, tzinfo=UTC), salary=FeedSalary(min=Decimal("50000.00"), max=None, currency_code="EUR", currency_symbol="€", type="yearly"))
+    apply_feed(session, connection, [job], now=clock())
+    session.commit()
+
+    assert apply_feed(session, connection, [job], now=clock()).changed is False
+
+
+# ------------------------------------------------------ unchanged feeds
+
+
+def test_unchanged_feed_304_writes_nothing(refresh: Any, session: Session, connection: Connection, statements: Statements, clock: Clock) -> None:
+    refresh()
+    session.refresh(connection)
+    fetched_at = connection.feed_fetched_at
+    before = {job_id: job.updated_at for job_id, job in cached(session).items()}
+    clock.advance(60)
+    statements.seen.clear()
+
+    result = refresh()
+
+    assert result == RefreshResult(changed=False, not_modified=True, published=0, added=0, unpublished=0)
+    assert statements.writes() == []
+    assert {job_id: job.updated_at for job_id, job in cached(session).items()} == before
+    session.refresh(connection)
+    assert connection.feed_fetched_at == fetched_at
+
+
+def test_unchanged_feed_same_hash_writes_nothing(refresh: Any, session: Session, connection: Connection, http: requests.Session, statements: Statements, clock: Clock) -> None:
+    # given: a server that ignores validators (a 200 with the same body)
+    refresh()
+    connection.feed_etag = None
+    connection.feed_last_modified = None
+    session.commit()
+    sent: list[requests.PreparedRequest] = []
+    http.hooks["response"].append(lambda response, *a, **k: sent.append(response.request))
+    clock.advance(60)
+    statements.seen.clear()
+
+    result = refresh()
+
+    assert "If-None-Match" not in sent[0].headers
+    assert result.not_modified is True and result.changed is False
+    assert statements.writes() == []
+
+
+def test_forced_refresh_fetches_the_whole_feed(refresh: Any, http: requests.Session, statements: Statements, clock: Clock) -> None:
+    refresh()
+    clock.advance(60)
+    statements.seen.clear()
+    sent: list[requests.Response] = []
+    http.hooks["response"].append(lambda response, *a, **k: sent.append(response))
+
+    result = refresh(force=True)
+
+    assert sent[0].status_code == 200
+    assert "If-None-Match" not in sent[0].request.headers
+    assert result.not_modified is False and result.changed is False
+    # The listener sees writes: only the connection's fetch time changed.
+    assert [w.split()[1].strip('"') for w in statements.writes()] == ["connections"]
+
+
+# ----------------------------------------------------------- feed errors
+
+
+@pytest.mark.parametrize(("mode", "health", "code"), [("html", Health.FEED_DISABLED, "feed.html"), ("redirect", Health.FEED_DISABLED, "feed.redirect"), ("not_found", Health.FEED_DISABLED, "feed.not_found"), ("server_error", Health.FEED_UNREACHABLE, "feed.server_error")])
+def test_feed_error_sets_the_feed_health(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, events: ListPublisher, mode: str, health: Health, code: str) -> None:
+    refresh()
+    sandbox.state.patch_company(COMPANY, {"feed_mode": mode})
+
+    result = refresh()
+
+    assert (result.error, result.error_health, result.changed) == (code, health, False)
+    session.refresh(connection)
+    assert connection.health == health
+    assert connection.health_reason == code
+    assert connection.feed_error == code
+    assert all(job.published for job in cached(session).values())  # an error unpublishes nothing
+    assert events.events[-1]["health"] == health.value
+
+    # and: the feed recovers
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "xml"})
+    refresh()
+    session.refresh(connection)
+    assert connection.health == Health.HEALTHY
+    assert connection.feed_error is None
+
+
+@pytest.mark.parametrize("held", [Health.INVALID_CREDENTIALS, Health.RECRUITING_DISABLED])
+def test_feed_error_does_not_hide_a_credentials_problem(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, events: ListPublisher, clock: Clock, held: Health) -> None:
+    set_health(session, connection, held, "personio.unauthorized", now=clock(), events=events)
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "html"})
+
+    result = refresh()
+
+    assert result.error_health == Health.FEED_DISABLED
+    session.refresh(connection)
+    assert connection.health == held
+    assert connection.feed_error == "feed.html"  # still recorded
+
+    # and: a recovered feed does not clear the credentials problem either
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "xml"})
+    refresh()
+    session.refresh(connection)
+    assert connection.health == held
+
+
+def test_unreachable_feed_does_not_hide_a_disabled_feed_but_is_replaced_by_it(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer) -> None:
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
+    refresh()
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "html"})
+
+    refresh()
+
+    session.refresh(connection)
+    assert connection.health == Health.FEED_DISABLED
+
+
+def test_recovered_feed_returns_to_channel_invalid_when_the_channel_is_flagged(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, clock: Clock) -> None:
+    connection.channel_id = 999
+    connection.channel_invalid_at = clock()
+    session.commit()
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "not_found"})
+    refresh()
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "xml"})
+
+    refresh()
+
+    session.refresh(connection)
+    assert connection.health == Health.CHANNEL_INVALID
+
+
+# ------------------------------------------------------------- listing
+
+
+def test_list_jobs_hides_unpublished_unless_asked(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer) -> None:
+    refresh()
+    edit_company(sandbox, lambda company: setattr(company, "jobs", company.jobs[:1]))
+    refresh()
+
+    published = list_jobs(session, connection)
+    everything = list_jobs(session, connection, include_unpublished=True)
+
+    assert [j["job_position_id"] for j in published] == [1000001]
+    assert len(everything) == 3
+    assert [j["published"] for j in everything] == [True, False, False]
+    assert everything[1]["unpublished_at"] is not None
+    assert published[0]["created_at"] == "2024-01-15T09:30:00+00:00"

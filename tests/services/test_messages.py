@@ -1,0 +1,195 @@
+"""services.messages: every reason a recruiter or admin can meet, in English and German."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+
+from models import Health
+from personio.errors import (
+    PersonioAPIError,
+    PersonioApplicantExists,
+    PersonioFeatureDisabled,
+    PersonioPayloadTooLarge,
+    PersonioRateLimited,
+    PersonioServerError,
+    PersonioTimeout,
+    PersonioTransportError,
+    PersonioUnauthorized,
+    PersonioValidationError,
+)
+from services.messages import LANGUAGES, MESSAGES, render, render_both
+
+# The reason codes of POST /v1/recruiting/applications (personio-api.md §1a, table
+# "Error codes"), including the two feature codes of 403 answers.
+PERSONIO_REASON_CODES = [
+    "errors.attribute-validation.unknown",
+    "errors.attribute-validation.required-attribute",
+    "errors.attribute-validation.invalid-date-format",
+    "errors.attribute-validation.invalid-email-format",
+    "errors.attribute-validation.invalid-type",
+    "errors.attribute-validation.unknown-attribute-option",
+    "errors.date-validation.date-in-the-future",
+    "errors.phase-validation.invalid-system-phase",
+    "errors.file-validation.file-not-exists",
+    "errors.file-validation.unknown-file-category",
+    "errors.invalid-file-type",
+    "errors.file-too-big",
+    "errors.applicant-already-exists",
+    "errors.posting-validation.posting-not-found",
+    "errors.posting-validation.channel-not-found",
+    "errors.job-position.not-published",
+    "feature.recruiting.disabled",
+    "feature.public-api.disabled",
+]
+
+# Codes our own code stores on uploads or checks.
+OWN_CODES = [
+    "personio-sync.submitted",
+    "personio-sync.submitted-without-channel",
+    "personio-sync.already-sent",
+    "personio-sync.retries-exhausted",
+    "personio-sync.invalid-request",
+    "personio-sync.connection-not-found",
+    "personio-sync.project-not-linked",
+    "personio-sync.job-not-published",
+    "personio-sync.document-url-forbidden",
+    "personio-sync.document-fetch-failed",
+    "personio-sync.document-too-large",
+    "personio-sync.held",
+    "personio.unauthorized",
+    "personio.rate_limited",
+    "personio.server_error",
+    "personio.unreachable",
+    "personio.timeout",
+    "personio.bad_request",
+    "connect.company_id",
+    "connect.access_token",
+    "connect.channel_id",
+    "connect.channel_unverified",
+    "connect.feed_language",
+    "connect.credentials_ok",
+    "connect.credentials_unknown",
+    "connect.feed_ok",
+    "connect.feed_invalid",
+]
+
+PARAMS = {
+    "field": "custom_attribute_7",
+    "job_position_id": 1000001,
+    "filename": "cv.pdf",
+    "attempts": 8,
+    "details": "candidate.email: is required but missing.",
+    "detail": "HTTP 503",
+    "limit": "20 MiB",
+    "health": "The connection works.",
+    "value": "'abc'",
+    "domain": "acme.jobs.personio.de",
+    "jobs": 3,
+    "channel_id": 4242,
+}
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+@pytest.mark.parametrize("code", PERSONIO_REASON_CODES + OWN_CODES + [f"health.{h.value}" for h in Health])
+def test_code_has_english_and_german_text(code: str) -> None:
+    english, german = MESSAGES[code]
+
+    assert english.strip() and german.strip()
+    assert english != german
+
+
+@pytest.mark.parametrize("code", sorted(MESSAGES))
+def test_placeholders_are_filled(code: str) -> None:
+    messages = render_both(code, **PARAMS)
+
+    for language in LANGUAGES:
+        text = messages[language]
+        assert "{" not in text and "}" not in text, text
+        assert "?" not in text.replace("(?)", ""), text
+        for name in placeholders(MESSAGES[code][LANGUAGES.index(language)]):
+            if name in PARAMS:
+                assert str(PARAMS[name]) in text
+
+
+@pytest.mark.parametrize("code", sorted(MESSAGES))
+def test_both_languages_use_the_same_placeholders(code: str) -> None:
+    english, german = (placeholders(text) for text in MESSAGES[code])
+    english = {name.removesuffix("_en") for name in english}
+    german = {name.removesuffix("_de") for name in german}
+    if code == "domain.invalid":
+        # The detail is the domain parser's English sentence; German leaves it out.
+        english.discard("detail")
+
+    assert english == german
+
+
+def test_values_reach_the_text() -> None:
+    assert render("errors.attribute-validation.unknown", "en", field="custom_attribute_3") == (
+        "Personio does not know the attribute 'custom_attribute_3'. Check the attribute's API name in Personio → Settings → Recruiting → Attributes."
+    )
+    assert "Stelle 1000001" in render("personio-sync.submitted", "de", job_position_id=1000001)
+    assert "after 5 attempts" in render("personio-sync.retries-exhausted", "en", attempts=5)
+
+
+def test_menu_paths_are_filled_in_by_default() -> None:
+    assert "Personio → Settings → Integrations → API credentials → Recruiting API key" in render("health.invalid_credentials", "en")
+    assert "Personio → Einstellungen → Integrationen → API-Zugriffsdaten" in render("health.invalid_credentials", "de")
+    assert "Enable XML feed" in render("health.feed_disabled", "en", domain="x.jobs.personio.de")
+    assert "Personio → Einstellungen → Recruiting → Kanäle" in render("errors.posting-validation.channel-not-found", "de")
+
+
+def test_missing_value_is_shown_as_a_question_mark_not_an_error() -> None:
+    assert render("errors.attribute-validation.unknown", "en").startswith("Personio does not know the attribute '?'")
+    assert "'?'" in render("errors.attribute-validation.unknown", "en", field=None)
+
+
+def test_unknown_code_falls_back_with_the_code() -> None:
+    assert render_both("errors.something-new") == {
+        "en": "Personio refused the upload (errors.something-new).",
+        "de": "Personio hat den Upload abgelehnt (errors.something-new).",
+    }
+
+
+def test_unknown_domain_codes_use_the_generic_domain_text() -> None:
+    text = render("domain.no_company", "en", value="'app.personio.de'", detail="the company name is missing")
+
+    assert text.startswith("The domain 'app.personio.de' is not accepted: the company name is missing.")
+
+
+def test_unknown_language_is_english() -> None:
+    assert render("health.healthy", "fr") == "The connection works."
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (PersonioApplicantExists(400, "/p"), "errors.applicant-already-exists"),
+        (PersonioUnauthorized(401, "/p"), "personio.unauthorized"),
+        (PersonioFeatureDisabled(403, "/p"), "feature.public-api.disabled"),
+        (PersonioPayloadTooLarge(413, "/p"), "errors.file-too-big"),
+        (PersonioRateLimited(429, "/p"), "personio.rate_limited"),
+        (PersonioServerError(500, "/p"), "personio.server_error"),
+        (PersonioValidationError(400, "/p"), "personio.bad_request"),
+        (PersonioTransportError("x", maybe_delivered=False), "personio.unreachable"),
+        (PersonioTimeout("x", maybe_delivered=True), "personio.timeout"),
+    ],
+)
+def test_every_error_class_reason_has_text(error: Exception, code: str) -> None:
+    assert error.reason_code == code  # type: ignore[attr-defined]
+    assert code in MESSAGES
+
+
+def test_the_old_duplicate_spelling_is_shown_with_the_new_text() -> None:
+    import requests
+
+    response = requests.Response()
+    response.status_code = 400
+    response._content = b'{"errors": [{"field": "email", "errors": [{"reason": "errors.applicant-exists"}]}]}'
+    error = PersonioAPIError.from_response(response, "/v1/recruiting/applications")
+
+    assert render_both(error.reason_code) == dict(zip(LANGUAGES, MESSAGES["errors.applicant-already-exists"], strict=True))

@@ -1,0 +1,1258 @@
+"""services.processing.process_upload: every state transition of one sending step.
+
+The service function is called directly (style rule 25) with a SyncDeps of fakes: the
+rate limiter on fakeredis with the test clock, a real PersonioClient against the
+in-process Personio stand-in (or a ``responses``-mocked session), a ListPublisher,
+a recording ``wake`` and a fake document fetcher. Uploads are recorded with
+``receive_upload`` and claimed with ``dispatch_connection`` as the worker does, each
+in its own session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+import responses
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import ApplicationClaim, Connection, Health, Job, ProjectLink, Upload, UploadState
+from personio.client import APPLICATIONS_PATH, DOCUMENTS_PATH, PersonioClient, PersonioCredentials
+from ratelimit import CompanyRateLimiter
+from sandbox import SandboxServer
+from services.connections import set_health
+from services.context import SyncDeps, UploadPolicy
+from services.dispatch import dispatch_connection
+from services.documents import DocumentFetchError
+from services.events import ListPublisher
+from services.jobs import refresh_jobs
+from services.processing import StepOutcome, StepResult, backoff_delay, build_application, process_upload
+from services.schemas import IntakePolicy
+from services.secrets import TokenCipher
+from services.uploads import receive_upload
+from tests.openapi import SpecValidationRecorder
+
+if TYPE_CHECKING:
+    from tests.conftest import Clock
+
+# The demo company of the stand-in (sandbox/data/demo.json).
+COMPANY, TOKEN, DOMAIN, CHANNEL = 1000, "demo-token-please-change", "demo.jobs.personio.de", 4242
+JOB, OTHER_JOB = 1000001, 1000002
+ACCOUNT, PROJECT = "acct-1", "proj-1"
+EMAIL = "Alex.Example@example.org"
+CV = b"%PDF-1.4 curriculum vitae of a candidate"
+MOCK_BASE = "https://api.personio.de"
+
+
+# ================================================================= fixtures
+
+
+class Wakes:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, float]] = []
+
+    def __call__(self, connection_id: int, delay: float) -> None:
+        self.calls.append((connection_id, delay))
+
+
+class FakeFetcher:
+    def __init__(self) -> None:
+        self.documents: dict[str, bytes | DocumentFetchError] = {}
+        self.calls: list[str] = []
+
+    def __call__(self, url: str) -> bytes:
+        self.calls.append(url)
+        found = self.documents[url]
+        if isinstance(found, DocumentFetchError):
+            raise found
+        return found
+
+
+class Refresher:
+    """Refreshes the jobs cache from the stand-in's feed and counts the calls."""
+
+    def __init__(self, http: requests.Session, sandbox: SandboxServer, events: ListPublisher, clock: Clock) -> None:
+        self.calls = 0
+        self._http, self._sandbox, self._events, self._clock = http, sandbox, events, clock
+
+    def __call__(self, session: Session, connection: Connection) -> object:
+        self.calls += 1
+        return refresh_jobs(
+            session,
+            connection,
+            http=self._http,
+            feed_url_template=self._sandbox.feed_url_template,
+            timeout=(2.0, 5.0),
+            events=self._events,
+            now=self._clock(),
+        )
+
+
+@pytest.fixture
+def recorder() -> SpecValidationRecorder:
+    return SpecValidationRecorder()
+
+
+@pytest.fixture
+def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        recorder.attach(session)
+        yield session
+
+
+@pytest.fixture
+def fetcher() -> FakeFetcher:
+    return FakeFetcher()
+
+
+@pytest.fixture
+def wakes() -> Wakes:
+    return Wakes()
+
+
+@pytest.fixture
+def refresher(http: requests.Session, sandbox: SandboxServer, events: ListPublisher, clock: Clock) -> Refresher:
+    return Refresher(http, sandbox, events, clock)
+
+
+def client_factory(http: requests.Session, base_url: str, cipher: TokenCipher) -> Callable[[Connection], PersonioClient]:
+    def build(connection: Connection) -> PersonioClient:
+        credentials = PersonioCredentials(connection.company_id, cipher.decrypt(connection.access_token_encrypted))
+        return PersonioClient(http, base_url=base_url, credentials=credentials, app_id="PERSONIO_SYNC", timeout=(2.0, 5.0))
+
+    return build
+
+
+@pytest.fixture
+def deps(
+    upload_policy: UploadPolicy,
+    limiter: CompanyRateLimiter,
+    http: requests.Session,
+    sandbox: SandboxServer,
+    cipher: TokenCipher,
+    events: ListPublisher,
+    wakes: Wakes,
+    fetcher: FakeFetcher,
+    refresher: Refresher,
+    clock: Clock,
+) -> SyncDeps:
+    return SyncDeps(
+        policy=upload_policy,
+        limiter=limiter,
+        clients=client_factory(http, sandbox.url, cipher),
+        events=events,
+        wake=wakes,
+        fetch_document=fetcher,
+        refresh_jobs=refresher,
+        clock=clock,
+        rng=random.Random(1234),
+    )
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def mocked_deps(deps: SyncDeps, cipher: TokenCipher, mocked: responses.RequestsMock) -> Iterator[SyncDeps]:
+    """The same deps, but Personio is a ``responses`` mock (no stand-in involved)."""
+    with requests.Session() as session:
+        yield replace(deps, clients=client_factory(session, MOCK_BASE, cipher), refresh_jobs=None)
+
+
+@pytest.fixture
+def connection(session: Session, cipher: TokenCipher, clock: Clock) -> Connection:
+    """The demo company connected, its three jobs cached as published, proj-1 -> JOB."""
+    connection = Connection(
+        account_id=ACCOUNT,
+        company_id=COMPANY,
+        access_token_encrypted=cipher.encrypt(TOKEN),
+        jobs_domain=DOMAIN,
+        channel_id=CHANNEL,
+        feed_language="de",
+        health=Health.HEALTHY,
+        created_at=clock(),
+        updated_at=clock(),
+    )
+    session.add(connection)
+    session.flush()
+    for job_id in (JOB, OTHER_JOB, 1000003):
+        session.add(Job(connection_id=connection.id, job_position_id=job_id, name=f"Job {job_id}", published=True, first_seen_at=clock(), updated_at=clock()))
+    session.add(ProjectLink(connection_id=connection.id, project_id=PROJECT, job_position_id=JOB, created_at=clock(), updated_at=clock()))
+    session.commit()
+    return connection
+
+
+# ================================================================= helpers
+
+
+def inline(filename: str = "cv.pdf", content: bytes = CV, category: str = "cv") -> dict[str, Any]:
+    return {"category": category, "filename": filename, "content_base64": base64.b64encode(content).decode()}
+
+
+def record(
+    session: Session,
+    intake_policy: IntakePolicy,
+    clock: Clock,
+    *,
+    request_id: str = "req-1",
+    email: str = EMAIL,
+    project_id: str = PROJECT,
+    documents: list[dict[str, Any]] | None = None,
+    **candidate: Any,
+) -> int:
+    body: dict[str, Any] = {
+        "first_name": "Alex",
+        "last_name": "Example",
+        "email": email,
+        "phone": "+49 30 1234567",
+        "location": "Berlin",
+        "tags": ["sourced"],
+        "documents": [inline()] if documents is None else documents,
+    }
+    body.update(candidate)
+    payload = {"request_id": request_id, "account_id": ACCOUNT, "project_id": project_id, "candidate": body}
+    received = receive_upload(session, payload, policy=intake_policy, events=ListPublisher(), now=clock())
+    assert received.state == UploadState.QUEUED, received
+    assert received.upload_id is not None
+    return received.upload_id
+
+
+def claim(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int) -> dict[int, str]:
+    """Run the dispatcher in its own session, as the dispatch task does; upload id -> lease."""
+    session.commit()  # end our transaction: SQLite takes the write lock at BEGIN
+    with session_factory() as dispatcher:
+        result = dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=deps.limiter, now=deps.clock())
+    session.expire_all()
+    return {c.upload_id: c.lease_token for c in result.claimed}
+
+
+def step(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, upload_id: int) -> StepResult:
+    """Claim the upload and run one processing step for it."""
+    upload = session.get(Upload, upload_id)
+    assert upload is not None and upload.connection_id is not None
+    leases = claim(session, session_factory, deps, upload.connection_id)
+    assert upload_id in leases, f"upload {upload_id} was not claimable: {leases}"
+    return process_upload(session, deps, upload_id, leases[upload_id])
+
+
+def after_wait(result: StepResult, clock: Clock) -> None:
+    assert result.wake_in is not None
+    clock.advance(result.wake_in + 0.001)
+
+
+def load(session: Session, upload_id: int) -> Upload:
+    session.expire_all()
+    upload = session.get(Upload, upload_id)
+    assert upload is not None
+    return upload
+
+
+def api_requests(sandbox: SandboxServer) -> int:
+    stats = sandbox.state.stats()
+    return sum(sum(company["statuses"].values()) for company in stats["companies"].values()) + stats["unauthorized"]
+
+
+def history(upload: Upload) -> list[tuple[str, str | None]]:
+    return [(event.state, event.reason_code) for event in upload.events]
+
+
+def outcome_events(events: ListPublisher) -> list[dict[str, Any]]:
+    return [e for e in events.events if e["type"] == "upload.finished"]
+
+
+# ========================================================== submitted
+
+
+def test_submitted_with_cv_attached(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher, recorder: SpecValidationRecorder, wakes: Wakes,
+) -> None:
+    # given
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, deps, upload_id)
+
+    # then: the step finished the upload
+    assert result == StepResult(StepOutcome.FINISHED, connection.id, UploadState.SUBMITTED)
+    upload = load(session, upload_id)
+    assert upload.state == UploadState.SUBMITTED
+    assert upload.reason_code == "personio-sync.submitted"
+    assert upload.personio_status == 201
+    assert upload.job_position_id == JOB
+    assert upload.application_attempts == 1 and upload.attempts == 0
+    assert upload.application_unconfirmed is False
+    assert upload.confirmed_by_duplicate is False and upload.channel_dropped is False
+    assert upload.lease_token is None and upload.lease_until is None
+    assert upload.finished_at == clock()
+    assert str(JOB) in upload.message_en and str(JOB) in upload.message_de  # type: ignore[operator]
+    assert history(upload) == [("queued", None), ("submitted", "personio-sync.submitted")]
+    # and: the stand-in has the CV and an application pointing at it
+    [document] = sandbox.state.documents(COMPANY)
+    assert document["sha256"] == hashlib.sha256(CV).hexdigest()
+    assert document["original_filename"] == "cv.pdf"
+    assert upload.documents[0].personio_uuid == document["uuid"]
+    [application] = sandbox.state.applications(COMPANY)
+    assert application["email"] == EMAIL
+    assert application["job_position_id"] == JOB
+    assert application["recruiting_channel_id"] == CHANNEL
+    assert application["file_uuids"] == [document["uuid"]]
+    assert application["payload"]["files"] == [{"uuid": document["uuid"], "original_filename": "cv.pdf", "category": "cv"}]
+    assert application["payload"]["attributes"] == [{"id": "phone", "value": "+49 30 1234567"}, {"id": "location", "value": "Berlin"}]
+    assert application["payload"]["tags"] == ["sourced"]
+    # and: the document went first, and everything matched Personio's spec
+    timings = sandbox.state.stats(include_timestamps=True)["companies"][str(COMPANY)]["endpoints"]
+    assert max(timings["documents"]["timestamps"]) <= min(timings["applications"]["timestamps"])
+    recorder.assert_clean(min_exchanges=2)
+    # and: one outcome event, ids only
+    [event] = outcome_events(events)
+    assert (event["request_id"], event["outcome"], event["reason_code"], event["job_position_id"]) == ("req-1", "submitted", "personio-sync.submitted", JOB)
+    assert wakes.calls == []  # re-dispatch is the task wrapper's job
+
+
+def test_submitted_without_documents(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    upload_id = record(session, intake_policy, clock, documents=[], phone=None, location=None, tags=[])
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.state == UploadState.SUBMITTED
+    assert sandbox.state.documents() == []
+    [application] = sandbox.state.applications()
+    assert set(application["payload"]) == {"first_name", "last_name", "email", "job_position_id", "recruiting_channel_id"}
+
+
+def test_url_document_is_fetched_then_uploaded(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, fetcher: FakeFetcher,
+) -> None:
+    url = "https://files.example.com/portfolio.zip"
+    fetcher.documents[url] = b"PK\x03\x04 zip!"
+    upload_id = record(session, intake_policy, clock, documents=[inline(), {"category": "work-sample", "filename": "portfolio.zip", "url": url}])
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.state == UploadState.SUBMITTED
+    assert fetcher.calls == [url]
+    upload = load(session, upload_id)
+    assert upload.documents[1].sha256 == hashlib.sha256(b"PK\x03\x04 zip!").hexdigest()
+    assert upload.documents[1].size == 9
+    assert sorted(d["original_filename"] for d in sandbox.state.documents()) == ["cv.pdf", "portfolio.zip"]
+    assert [f["category"] for f in sandbox.state.applications()[0]["payload"]["files"]] == ["cv", "work-sample"]
+
+
+def test_same_bytes_twice_in_one_upload_are_uploaded_once(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    upload_id = record(session, intake_policy, clock, documents=[inline("cv.pdf"), inline("cv-copy.pdf", category="other")])
+
+    assert step(session, session_factory, deps, upload_id).state == UploadState.SUBMITTED
+
+    [document] = sandbox.state.documents()
+    upload = load(session, upload_id)
+    assert [d.personio_uuid for d in upload.documents] == [document["uuid"], document["uuid"]]
+
+
+# ================================================ documents never uploaded twice
+
+
+def test_application_5xx_after_documents_parks_and_the_retry_does_not_reupload(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock, events: ListPublisher,
+) -> None:
+    # given: Personio fails the application once, after the CV went through
+    sandbox.state.inject_fault(company_id=COMPANY, status=500, endpoint="applications")
+    upload_id = record(session, intake_policy, clock)
+
+    # when: first step
+    first = step(session, session_factory, deps, upload_id)
+
+    # then: parked with backoff, one attempt counted, the document uuid kept
+    assert first.outcome == StepOutcome.PARKED
+    assert first.state == UploadState.QUEUED
+    upload = load(session, upload_id)
+    assert upload.attempts == 1
+    assert 0 < first.wake_in <= deps.policy.backoff_base  # type: ignore[operator]
+    assert upload.next_attempt_at == clock() + timedelta(seconds=first.wake_in)  # type: ignore[arg-type]
+    assert upload.documents[0].personio_uuid is not None
+    assert upload.lease_token is None
+    assert len(sandbox.state.documents()) == 1 and sandbox.state.applications() == []
+    assert history(upload)[-1] == ("queued", "personio.server_error")
+    assert outcome_events(events) == []
+
+    # when: the next step, once due
+    after_wait(first, clock)
+    second = step(session, session_factory, deps, upload_id)
+
+    # then: submitted, still exactly one document at Personio
+    assert second.state == UploadState.SUBMITTED
+    [document] = sandbox.state.documents()
+    assert sandbox.state.applications()[0]["file_uuids"] == [document["uuid"]]
+    assert sandbox.state.stats()["companies"][str(COMPANY)]["endpoints"]["documents"]["accepted"] == 1
+
+
+def test_budget_running_out_between_documents_resumes_with_the_next_document(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+) -> None:
+    # given: two documents and a budget with room for one request only
+    upload_id = record(session, intake_policy, clock, documents=[inline("cv.pdf"), inline("letter.pdf", b"%PDF letter", "cover-letter")])
+    for _ in range(19):
+        assert limiter.try_acquire(str(COMPANY)).granted
+
+    # when
+    first = step(session, session_factory, deps, upload_id)
+
+    # then: one document sent, parked until the window frees, no attempt counted
+    assert first.outcome == StepOutcome.PARKED
+    assert first.wake_in == pytest.approx(2.0)
+    upload = load(session, upload_id)
+    assert upload.attempts == 0
+    assert [d.personio_uuid is not None for d in upload.documents] == [True, False]
+    assert len(sandbox.state.documents()) == 1
+
+    after_wait(first, clock)
+    second = step(session, session_factory, deps, upload_id)
+
+    assert second.state == UploadState.SUBMITTED
+    assert len(sandbox.state.documents()) == 2
+    assert len(sandbox.state.applications()[0]["file_uuids"]) == 2
+
+
+def test_expired_document_uuid_is_uploaded_again(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: the CV was uploaded, then the application failed and Personio forgot the file
+    sandbox.state.inject_fault(company_id=COMPANY, status=503, endpoint="applications")
+    upload_id = record(session, intake_policy, clock)
+    after_wait(step(session, session_factory, deps, upload_id), clock)
+    sandbox.state.reset()
+
+    # when: Personio answers file-not-exists
+    second = step(session, session_factory, deps, upload_id)
+
+    # then: the uuids are dropped and the upload retried with backoff
+    assert second.outcome == StepOutcome.PARKED
+    upload = load(session, upload_id)
+    assert upload.documents[0].personio_uuid is None
+    assert upload.attempts == 2
+    assert history(upload)[-1] == ("queued", "errors.file-validation.file-not-exists")
+
+    after_wait(second, clock)
+    assert step(session, session_factory, deps, upload_id).state == UploadState.SUBMITTED
+    [document] = sandbox.state.documents()
+    assert sandbox.state.applications()[0]["file_uuids"] == [document["uuid"]]
+
+
+# ============================================================== duplicates
+
+
+def test_same_email_already_submitted_by_us_is_not_sent_again(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock, events: ListPublisher,
+) -> None:
+    # given: the candidate went through once
+    first_id = record(session, intake_policy, clock, request_id="req-1")
+    assert step(session, session_factory, deps, first_id).state == UploadState.SUBMITTED
+    stats_before = sandbox.state.stats()
+
+    # when: another upload of the same email (other spelling) for the same job
+    second_id = record(session, intake_policy, clock, request_id="req-2", email=EMAIL.upper())
+    result = step(session, session_factory, deps, second_id)
+
+    # then
+    assert result == StepResult(StepOutcome.FINISHED, connection.id, UploadState.ALREADY_IN_PERSONIO)
+    second = load(session, second_id)
+    assert second.reason_code == "personio-sync.already-sent"
+    assert "already sent" in second.message_en  # type: ignore[operator]
+    assert second.documents[0].personio_uuid is None
+    assert sandbox.state.stats() == stats_before
+    assert [e["outcome"] for e in outcome_events(events)] == ["submitted", "already_in_personio"]
+
+
+def test_same_email_for_another_job_is_sent(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    session.add(ProjectLink(connection_id=connection.id, project_id="proj-2", job_position_id=OTHER_JOB, created_at=clock(), updated_at=clock()))
+    first_id = record(session, intake_policy, clock, request_id="req-1")
+    assert step(session, session_factory, deps, first_id).state == UploadState.SUBMITTED
+
+    second_id = record(session, intake_policy, clock, request_id="req-2", project_id="proj-2")
+    assert step(session, session_factory, deps, second_id).state == UploadState.SUBMITTED
+
+    assert sorted(a["job_position_id"] for a in sandbox.state.applications()) == [JOB, OTHER_JOB]
+
+
+def test_personio_duplicate_is_already_in_personio(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: the candidate applied on the career page before
+    sandbox.state.commit_application(COMPANY, JOB, {"email": EMAIL.lower(), "first_name": "Alex", "last_name": "Example", "job_position_id": JOB})
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, deps, upload_id)
+
+    # then
+    assert result.state == UploadState.ALREADY_IN_PERSONIO
+    upload = load(session, upload_id)
+    assert upload.reason_code == "errors.applicant-already-exists"
+    assert upload.error_field == "email"
+    assert upload.personio_status == 400
+    assert upload.confirmed_by_duplicate is False
+    assert upload.application_unconfirmed is False
+    assert "already applied" in upload.message_en  # type: ignore[operator]
+    assert "bereits" in upload.message_de  # type: ignore[operator]
+    assert len(sandbox.state.applications()) == 1
+
+
+def test_lost_answer_then_duplicate_means_our_application_was_created(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: Personio creates the application, then the connection drops
+    sandbox.state.inject_fault(company_id=COMPANY, kind="drop_after_commit", endpoint="applications")
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    first = step(session, session_factory, deps, upload_id)
+
+    # then: unknown outcome, retried later
+    assert first.outcome == StepOutcome.PARKED
+    upload = load(session, upload_id)
+    assert upload.application_unconfirmed is True
+    assert upload.attempts == 1
+    assert history(upload)[-1] == ("queued", "personio.unreachable")
+    assert len(sandbox.state.applications()) == 1
+
+    # when: the retry is told the applicant exists
+    after_wait(first, clock)
+    second = step(session, session_factory, deps, upload_id)
+
+    # then: that application is ours
+    assert second.state == UploadState.SUBMITTED
+    upload = load(session, upload_id)
+    assert upload.reason_code == "personio-sync.submitted"
+    assert upload.confirmed_by_duplicate is True
+    assert upload.application_unconfirmed is False
+    assert upload.application_attempts == 2
+    assert len(sandbox.state.applications()) == 1
+
+
+def test_read_timeout_after_commit_is_resolved_the_same_way(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, http: requests.Session, cipher: TokenCipher,
+) -> None:
+    # a client that waits 0.2 s for an answer Personio sends after 0.5 s
+    deps = replace(deps, clients=lambda conn: PersonioClient(
+        http, base_url=sandbox.url, credentials=PersonioCredentials(conn.company_id, cipher.decrypt(conn.access_token_encrypted)), app_id="PERSONIO_SYNC", timeout=(2.0, 0.2)
+    ))
+    sandbox.state.inject_fault(company_id=COMPANY, kind="delay_after_commit", endpoint="applications", delay=0.5)
+    upload_id = record(session, intake_policy, clock, documents=[])
+
+    first = step(session, session_factory, deps, upload_id)
+    assert first.outcome == StepOutcome.PARKED
+    assert history(load(session, upload_id))[-1] == ("queued", "personio.timeout")
+    after_wait(first, clock)
+
+    assert step(session, session_factory, deps, upload_id).state == UploadState.SUBMITTED
+    assert load(session, upload_id).confirmed_by_duplicate is True
+    assert len(sandbox.state.applications()) == 1
+
+
+def test_refused_connection_on_the_application_is_not_mistaken_for_a_sent_one(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: the application POST never left (connection refused), and meanwhile the
+    # candidate applied by another way
+    refused = requests.ConnectionError("Max retries exceeded (Caused by NewConnectionError('Failed to establish a new connection: [Errno 111] Connection refused'))")
+    mocked.post(MOCK_BASE + APPLICATIONS_PATH, body=refused)
+    upload_id = record(session, intake_policy, clock, documents=[])
+    first = step(session, session_factory, mocked_deps, upload_id)
+    assert first.outcome == StepOutcome.PARKED
+    assert load(session, upload_id).application_unconfirmed is False
+
+    # when
+    mocked.replace(responses.POST, MOCK_BASE + APPLICATIONS_PATH, status=400, json={"errors": [{"field": "email", "errors": [{"reason": "errors.applicant-already-exists"}]}]})
+    after_wait(first, clock)
+    second = step(session, session_factory, mocked_deps, upload_id)
+
+    # then: the existing application is not ours
+    assert second.state == UploadState.ALREADY_IN_PERSONIO
+    assert load(session, upload_id).confirmed_by_duplicate is False
+
+
+def test_second_upload_of_a_candidate_in_flight_waits_for_the_first(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: the first upload holds the claim and is parked after a 500
+    sandbox.state.inject_fault(company_id=COMPANY, status=500, endpoint="applications")
+    first_id = record(session, intake_policy, clock, request_id="req-1")
+    step(session, session_factory, deps, first_id)
+    requests_before = api_requests(sandbox)
+    second_id = record(session, intake_policy, clock, request_id="req-2")
+
+    # when
+    result = step(session, session_factory, deps, second_id)
+
+    # then: parked without sending or counting an attempt
+    assert result.outcome == StepOutcome.PARKED
+    assert result.wake_in == pytest.approx(max(deps.policy.lockout / 4, 1.0))
+    assert load(session, second_id).attempts == 0
+    assert api_requests(sandbox) == requests_before
+    claim_row = session.scalars(select(ApplicationClaim)).one()
+    assert claim_row.upload_id == first_id
+
+
+def test_claim_of_a_rejected_upload_passes_to_the_next_one(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: the first upload was refused by Personio (unknown custom attribute)
+    first_id = record(session, intake_policy, clock, request_id="req-1", documents=[], attributes={"custom_attribute_99": "x"})
+    assert step(session, session_factory, deps, first_id).state == UploadState.REJECTED
+
+    # when: a corrected upload of the same candidate
+    second_id = record(session, intake_policy, clock, request_id="req-2", documents=[])
+    result = step(session, session_factory, deps, second_id)
+
+    # then
+    assert result.state == UploadState.SUBMITTED
+    assert session.scalars(select(ApplicationClaim)).one().upload_id == second_id
+
+
+# ===================================================================== 429
+
+
+def test_429_parks_for_the_lockout_and_locks_the_company_out(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter, events: ListPublisher,
+) -> None:
+    # given: Personio answers 429 (no Retry-After, like the real one)
+    sandbox.state.inject_fault(company_id=COMPANY, status=429, endpoint="applications")
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, deps, upload_id)
+
+    # then: parked for at least the lock-out, attempts not counted
+    assert result.outcome == StepOutcome.PARKED
+    assert result.wake_in is not None and result.wake_in >= deps.policy.lockout
+    upload = load(session, upload_id)
+    assert upload.attempts == 0
+    assert upload.next_attempt_at >= clock() + timedelta(seconds=deps.policy.lockout)
+    assert upload.application_unconfirmed is False  # a 429 created nothing
+    assert history(upload)[-1] == ("queued", "Personio answered 429; company locked out")
+    # and: the shared limiter refuses every request of the company for the lock-out
+    assert limiter.lockout_remaining(str(COMPANY)) == pytest.approx(deps.policy.lockout)
+    assert limiter.peek(str(COMPANY)).locked_out is True
+    session.refresh(connection)
+    assert connection.health == Health.RATE_LIMITED
+    assert any(e["type"] == "connection.health" and e["health"] == "rate_limited" for e in events.events)
+    # and: dispatching now claims nothing and says when to come back
+    session.commit()
+    with session_factory() as dispatcher:
+        dispatched = dispatch_connection(dispatcher, connection.id, policy=deps.policy, limiter=limiter, now=clock())
+    assert dispatched.claimed == [] and dispatched.wake_in == pytest.approx(deps.policy.lockout)
+
+    # when: the lock-out is over
+    after_wait(result, clock)
+    assert step(session, session_factory, deps, upload_id).state == UploadState.SUBMITTED
+
+
+def test_429_retry_after_is_honoured(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+) -> None:
+    mocked.post(MOCK_BASE + DOCUMENTS_PATH, status=429, headers={"Retry-After": "7"})
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, mocked_deps, upload_id)
+
+    assert result.outcome == StepOutcome.PARKED
+    assert 7.0 <= result.wake_in <= 7.0 * 1.05  # type: ignore[operator]
+    assert limiter.lockout_remaining(str(COMPANY)) == pytest.approx(7.0)
+    assert load(session, upload_id).attempts == 0
+
+
+def test_budget_exhausted_parks_with_the_wait_and_sends_nothing(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+) -> None:
+    # given: claimed, then other workers spend the whole budget
+    upload_id = record(session, intake_policy, clock)
+    leases = claim(session, session_factory, deps, connection.id)
+    for _ in range(20):
+        assert limiter.try_acquire(str(COMPANY)).granted
+
+    # when
+    result = process_upload(session, deps, upload_id, leases[upload_id])
+
+    # then
+    assert result.outcome == StepOutcome.PARKED
+    assert result.wake_in == pytest.approx(2.0)
+    upload = load(session, upload_id)
+    assert upload.state == UploadState.QUEUED
+    assert upload.attempts == 0 and upload.application_attempts == 0
+    assert upload.next_attempt_at == clock() + timedelta(seconds=result.wake_in)  # type: ignore[arg-type]
+    assert history(upload)[-1] == ("queued", "waiting for the company's Personio rate budget")
+    assert api_requests(sandbox) == 0
+
+
+# ========================================================= transient errors
+
+
+def test_server_errors_back_off_and_fail_after_max_attempts(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher,
+) -> None:
+    # given: Personio fails every document upload
+    sandbox.state.inject_fault(company_id=COMPANY, status=500, endpoint="documents", count=10)
+    upload_id = record(session, intake_policy, clock)
+    waits = []
+
+    # when: max_attempts (3) steps
+    for attempt in (1, 2):
+        result = step(session, session_factory, deps, upload_id)
+        assert result.outcome == StepOutcome.PARKED
+        assert load(session, upload_id).attempts == attempt
+        ceiling = min(deps.policy.backoff_cap, deps.policy.backoff_base * 2 ** (attempt - 1))
+        assert ceiling / 2 <= result.wake_in <= ceiling  # type: ignore[operator]
+        waits.append(result.wake_in)
+        after_wait(result, clock)
+    last = step(session, session_factory, deps, upload_id)
+
+    # then
+    assert last == StepResult(StepOutcome.FINISHED, connection.id, UploadState.FAILED)
+    upload = load(session, upload_id)
+    assert upload.attempts == 3
+    assert upload.reason_code == "personio-sync.retries-exhausted"
+    assert "after 3 attempts" in upload.message_en  # type: ignore[operator]
+    assert "nach 3 Versuchen" in upload.message_de  # type: ignore[operator]
+    assert upload.finished_at == clock()
+    assert [s for s, _ in history(upload)] == ["queued", "queued", "queued", "failed"]
+    assert [e["outcome"] for e in outcome_events(events)] == ["failed"]
+    assert sandbox.state.applications() == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (requests.ReadTimeout("read timed out"), "personio.timeout"),
+        (requests.ConnectTimeout("connect timed out"), "personio.timeout"),
+        (requests.ConnectionError("Connection refused"), "personio.unreachable"),
+        (503, "personio.server_error"),
+        (502, "personio.server_error"),
+    ],
+)
+def test_transient_failures_back_off_and_count(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock, failure: Exception | int, reason: str,
+) -> None:
+    if isinstance(failure, int):
+        mocked.post(MOCK_BASE + DOCUMENTS_PATH, status=failure)
+    else:
+        mocked.post(MOCK_BASE + DOCUMENTS_PATH, body=failure)
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, mocked_deps, upload_id)
+
+    assert result.outcome == StepOutcome.PARKED
+    upload = load(session, upload_id)
+    assert upload.attempts == 1
+    assert history(upload)[-1] == ("queued", reason)
+    assert upload.documents[0].personio_uuid is None
+
+
+def test_backoff_is_capped_and_never_zero(upload_policy: UploadPolicy, deps: SyncDeps) -> None:
+    delays = [backoff_delay(attempt, deps) for attempt in range(1, 30) for _ in range(5)]
+
+    assert all(0 < delay <= upload_policy.backoff_cap for delay in delays)
+    assert max(delays) > upload_policy.backoff_cap / 2
+
+
+def test_transient_document_download_failure_backs_off(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, fetcher: FakeFetcher,
+) -> None:
+    url = "https://files.example.com/cv.pdf"
+    fetcher.documents[url] = DocumentFetchError("personio-sync.document-fetch-failed", "HTTP 503", permanent=False)
+    upload_id = record(session, intake_policy, clock, documents=[{"category": "cv", "filename": "cv.pdf", "url": url}])
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.outcome == StepOutcome.PARKED
+    upload = load(session, upload_id)
+    assert upload.attempts == 1
+    assert history(upload)[-1] == ("queued", "document download failed (HTTP 503)")
+    assert api_requests(sandbox) == 0
+
+
+# ========================================================== permanent refusals
+
+
+PERMANENT_400 = [
+    ("errors.attribute-validation.unknown", "custom_attribute_9"),
+    ("errors.attribute-validation.required-attribute", "last_name"),
+    ("errors.attribute-validation.invalid-date-format", "birthday"),
+    ("errors.attribute-validation.invalid-email-format", "email"),
+    ("errors.attribute-validation.invalid-type", "tags"),
+    ("errors.attribute-validation.unknown-attribute-option", "gender"),
+    ("errors.date-validation.date-in-the-future", "application_date"),
+    ("errors.phase-validation.invalid-system-phase", "phase"),
+    ("errors.file-validation.unknown-file-category", "files"),
+    ("errors.invalid-file-type", "files"),
+    ("errors.file-too-big", "files"),
+    ("errors.posting-validation.posting-not-found", "external_posting_id"),
+]
+
+
+@pytest.mark.parametrize(("code", "field"), PERMANENT_400)
+def test_permanent_400_rejects_with_code_field_and_both_messages(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher, code: str, field: str,
+) -> None:
+    # given
+    body = {"errors": [{"field": field, "type": "FieldError", "errors": [{"reason": code}]}]}
+    mocked.post(MOCK_BASE + APPLICATIONS_PATH, status=400, json=body)
+    upload_id = record(session, intake_policy, clock, documents=[])
+
+    # when
+    result = step(session, session_factory, mocked_deps, upload_id)
+
+    # then
+    assert result == StepResult(StepOutcome.FINISHED, connection.id, UploadState.REJECTED)
+    upload = load(session, upload_id)
+    assert upload.reason_code == code
+    assert upload.error_field == field
+    assert upload.personio_status == 400
+    assert upload.application_unconfirmed is False
+    assert upload.attempts == 0 and upload.application_attempts == 1
+    for message in (upload.message_en, upload.message_de):
+        assert message and "{" not in message
+        assert code not in message  # a real text, not the fallback quoting the code
+    assert [e["reason_code"] for e in outcome_events(events)] == [code]
+    assert len(mocked.calls) == 1
+
+
+def test_personio_refusal_from_the_stand_in_names_the_attribute(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    upload_id = record(session, intake_policy, clock, attributes={"custom_attribute_99": "x"})
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert (upload.reason_code, upload.error_field) == ("errors.attribute-validation.unknown", "custom_attribute_99")
+    assert "custom_attribute_99" in upload.message_en and "custom_attribute_99" in upload.message_de  # type: ignore[operator]
+
+
+def test_refused_document_type_rejects_naming_the_file(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    mocked.post(MOCK_BASE + DOCUMENTS_PATH, status=422, json={"errors": [{"field": "file", "errors": [{"reason": "errors.invalid-file-type"}]}]})
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, mocked_deps, upload_id)
+
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert upload.reason_code == "errors.invalid-file-type"
+    assert upload.personio_status == 422
+    assert "'cv.pdf'" in upload.message_en  # type: ignore[operator]
+    assert not any(call.request.url.endswith(APPLICATIONS_PATH) for call in mocked.calls)
+
+
+def test_forbidden_document_url_rejects_naming_the_document(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, fetcher: FakeFetcher,
+) -> None:
+    url = "https://files.example.com/big.pdf"
+    fetcher.documents[url] = DocumentFetchError("personio-sync.document-too-large", "more than 2097152 bytes", permanent=True)
+    upload_id = record(session, intake_policy, clock, documents=[inline(), {"category": "other", "filename": "big.pdf", "url": url}])
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert upload.reason_code == "personio-sync.document-too-large"
+    assert upload.error_field == "candidate.documents.1.url"
+    assert "'big.pdf'" in upload.message_en and "2 MiB" in upload.message_en  # type: ignore[operator]
+    assert sandbox.state.applications() == []
+
+
+# ====================================================== held and resumed
+
+
+def test_401_marks_credentials_invalid_and_holds_the_upload(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher, cipher: TokenCipher,
+) -> None:
+    # given: the admin reset the token in Personio
+    company = sandbox.state.company(COMPANY)
+    assert company is not None
+    company.access_token = "new-token-after-reset"
+    sandbox.state.upsert_company(company)
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, deps, upload_id)
+
+    # then: held, not failed
+    assert result == StepResult(StepOutcome.HELD, connection.id, UploadState.HELD)
+    upload = load(session, upload_id)
+    assert upload.state == UploadState.HELD
+    assert not upload.is_terminal
+    assert upload.reason_code == "health.invalid_credentials"
+    assert upload.message_en.startswith("The upload waits until the Personio connection works again")  # type: ignore[union-attr]
+    assert "API credentials" in upload.message_en  # type: ignore[operator]
+    assert upload.message_de.startswith("Der Upload wartet")  # type: ignore[union-attr]
+    assert upload.lease_token is None
+    assert upload.attempts == 0
+    assert upload.application_unconfirmed is False
+    assert history(upload)[-1] == ("held", "health.invalid_credentials")
+    connection = session.get(Connection, connection.id)  # type: ignore[assignment]
+    assert connection.health == Health.INVALID_CREDENTIALS
+    assert connection.health_reason == "personio.unauthorized"
+    assert outcome_events(events) == []
+    [health_event] = [e for e in events.events if e["type"] == "connection.health"]
+    assert health_event["health"] == "invalid_credentials" and health_event["previous"] == "healthy"
+
+    # when: a second upload arrives while the connection is broken
+    requests_before = api_requests(sandbox)
+    second_id = record(session, intake_policy, clock, request_id="req-2", email="other@example.org")
+    assert step(session, session_factory, deps, second_id).outcome == StepOutcome.HELD
+    assert api_requests(sandbox) == requests_before  # held without asking Personio
+
+    # when: the admin enters the new token and the connection is healthy again
+    connection.access_token_encrypted = cipher.encrypt("new-token-after-reset")
+    session.commit()
+    assert set_health(session, connection, Health.HEALTHY, None, now=clock(), events=events) is True
+
+    # then: both uploads are queued again, due now, messages cleared
+    for held_id in (upload_id, second_id):
+        resumed = load(session, held_id)
+        assert resumed.state == UploadState.QUEUED
+        assert resumed.next_attempt_at == clock()
+        assert resumed.reason_code is None and resumed.message_en is None
+        assert history(resumed)[-1] == ("queued", "connection works again")
+    assert events.events[-1]["resumed_uploads"] == 2
+
+    # and: they go through
+    leases = claim(session, session_factory, deps, connection.id)
+    assert set(leases) == {upload_id, second_id}
+    assert {process_upload(session, deps, i, t).state for i, t in leases.items()} == {UploadState.SUBMITTED}
+
+
+@pytest.mark.parametrize(("change", "reason"), [({"recruiting_enabled": False}, "feature.recruiting.disabled"), ({"public_api_enabled": False}, "feature.public-api.disabled")])
+def test_403_marks_recruiting_disabled_and_holds(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher, change: dict[str, bool], reason: str,
+) -> None:
+    sandbox.state.patch_company(COMPANY, change)
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.outcome == StepOutcome.HELD
+    upload = load(session, upload_id)
+    assert upload.state == UploadState.HELD
+    assert upload.reason_code == "health.recruiting_disabled"
+    session.refresh(connection)
+    assert connection.health == Health.RECRUITING_DISABLED
+    assert connection.health_reason == reason
+
+    # the plan is fixed: held uploads resume
+    sandbox.state.patch_company(COMPANY, {k: True for k in change})
+    set_health(session, connection, Health.HEALTHY, None, now=clock(), events=events)
+    assert load(session, upload_id).state == UploadState.QUEUED
+    assert step(session, session_factory, deps, upload_id).state == UploadState.SUBMITTED
+
+
+def test_set_health_between_non_holding_states_resumes_nothing(
+    session: Session, deps: SyncDeps, connection: Connection, intake_policy: IntakePolicy, clock: Clock, events: ListPublisher,
+) -> None:
+    upload_id = record(session, intake_policy, clock)
+
+    set_health(session, connection, Health.FEED_DISABLED, "feed.html", now=clock(), events=events)
+    set_health(session, connection, Health.HEALTHY, None, now=clock(), events=events)
+
+    assert load(session, upload_id).state == UploadState.QUEUED
+    assert [e["resumed_uploads"] for e in events.events] == [0, 0]
+
+
+# ================================================================ channel
+
+
+def test_unknown_channel_flags_the_connection_and_sends_without_channel(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher,
+) -> None:
+    # given: a channel id Personio does not know
+    connection.channel_id = 999
+    session.commit()
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, deps, upload_id)
+
+    # then: submitted without the channel, and the recruiter is told so
+    assert result.state == UploadState.SUBMITTED
+    upload = load(session, upload_id)
+    assert upload.channel_dropped is True
+    assert upload.reason_code == "personio-sync.submitted-without-channel"
+    assert "without the channel attribution" in upload.message_en  # type: ignore[operator]
+    assert upload.application_attempts == 2
+    [application] = sandbox.state.applications()
+    assert application["recruiting_channel_id"] is None
+    assert "recruiting_channel_id" not in application["payload"]
+    assert len(sandbox.state.documents()) == 1
+    # and: the connection says its channel is invalid
+    session.refresh(connection)
+    assert connection.health == Health.CHANNEL_INVALID
+    assert connection.channel_invalid_at == clock()
+    assert any(e["type"] == "connection.health" and e["health"] == "channel_invalid" for e in events.events)
+
+    # when: the next candidate of this connection
+    second_id = record(session, intake_policy, clock, request_id="req-2", email="b@example.org", documents=[])
+    second = step(session, session_factory, deps, second_id)
+
+    # then: sent straight away without the channel
+    assert second.state == UploadState.SUBMITTED
+    assert load(session, second_id).application_attempts == 1
+    assert load(session, second_id).channel_dropped is True
+
+
+def test_channel_refusal_without_a_channel_sent_does_not_loop(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: no channel configured, and Personio (wrongly) keeps saying channel-not-found
+    connection.channel_id = None
+    session.commit()
+    mocked.post(MOCK_BASE + APPLICATIONS_PATH, status=400, json={"errors": [{"field": "recruiting_channel_id", "errors": [{"reason": "errors.posting-validation.channel-not-found"}]}]})
+    upload_id = record(session, intake_policy, clock, documents=[])
+
+    # when
+    result = step(session, session_factory, mocked_deps, upload_id)
+
+    # then: one request, refused for good (resending the same body cannot help)
+    assert len(mocked.calls) == 1
+    assert result.state == UploadState.REJECTED
+    assert load(session, upload_id).reason_code == "errors.posting-validation.channel-not-found"
+
+
+# =================================================================== jobs
+
+
+def test_job_unpublished_in_cache_and_feed_is_rejected_and_the_link_flagged(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, refresher: Refresher,
+) -> None:
+    # given: the job was closed in Personio and our cache knows it
+    company = sandbox.state.company(COMPANY)
+    assert company is not None
+    company.jobs = [job for job in company.jobs if job.id != JOB]
+    sandbox.state.upsert_company(company)
+    job = session.scalars(select(Job).where(Job.job_position_id == JOB)).one()
+    job.published = False
+    session.commit()
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, deps, upload_id)
+
+    # then: refreshed once, still unpublished: rejected without calling the API
+    assert refresher.calls == 1
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert upload.reason_code == "personio-sync.job-not-published"
+    assert upload.error_field == "project_id"
+    assert str(JOB) in upload.message_en  # type: ignore[operator]
+    link = session.scalars(select(ProjectLink)).one()
+    assert link.flag == "job_not_published"
+    assert link.flagged_at == clock()
+    assert api_requests(sandbox) == 0
+
+
+def test_job_missing_from_a_stale_cache_is_found_by_the_refresh(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, refresher: Refresher,
+) -> None:
+    job = session.scalars(select(Job).where(Job.job_position_id == JOB)).one()
+    job.published = False
+    session.commit()
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert refresher.calls == 1
+    assert result.state == UploadState.SUBMITTED
+    assert session.scalars(select(Job).where(Job.job_position_id == JOB)).one().published is True
+
+
+def test_feed_trouble_does_not_block_an_upload(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, refresher: Refresher,
+) -> None:
+    # given: the job is not cached and the feed is down: Personio decides
+    session.delete(session.scalars(select(Job).where(Job.job_position_id == JOB)).one())
+    session.commit()
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert refresher.calls == 1
+    assert result.state == UploadState.SUBMITTED
+
+
+def test_personio_saying_not_published_rejects_and_flags_the_link(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, refresher: Refresher,
+) -> None:
+    # given: the cache still says published, Personio knows better
+    company = sandbox.state.company(COMPANY)
+    assert company is not None
+    company.jobs[0].published = False
+    sandbox.state.upsert_company(company)
+    upload_id = record(session, intake_policy, clock, documents=[])
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert refresher.calls == 0
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert (upload.reason_code, upload.error_field) == ("errors.job-position.not-published", "job_position_id")
+    assert session.scalars(select(ProjectLink)).one().flag == "job_not_published"
+
+
+def test_project_not_linked_is_rejected(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    upload_id = record(session, intake_policy, clock, project_id="proj-without-link")
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert (upload.reason_code, upload.error_field) == ("personio-sync.project-not-linked", "project_id")
+    assert "Link the project" in upload.message_en  # type: ignore[operator]
+    assert api_requests(sandbox) == 0
+
+
+def test_connection_removed_after_the_claim_is_rejected(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    connection_id = connection.id
+    upload_id = record(session, intake_policy, clock)
+    leases = claim(session, session_factory, deps, connection_id)
+    with session_factory() as admin:
+        admin.delete(admin.get(Connection, connection_id))
+        admin.commit()
+    session.expire_all()
+
+    result = process_upload(session, deps, upload_id, leases[upload_id])
+
+    assert result.state == UploadState.REJECTED
+    assert load(session, upload_id).reason_code == "personio-sync.connection-not-found"
+    assert api_requests(sandbox) == 0
+
+
+# ================================================================== stale
+
+
+def test_stale_lease_token_sends_nothing(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    upload_id = record(session, intake_policy, clock)
+    leases = claim(session, session_factory, deps, connection.id)
+
+    result = process_upload(session, deps, upload_id, "00000000-0000-0000-0000-000000000000")
+
+    assert result == StepResult(StepOutcome.STALE, connection.id, UploadState.SENDING)
+    upload = load(session, upload_id)
+    assert upload.state == UploadState.SENDING and upload.lease_token == leases[upload_id]
+    assert api_requests(sandbox) == 0
+
+
+def test_duplicate_message_for_a_finished_upload_is_stale(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    upload_id = record(session, intake_policy, clock)
+    leases = claim(session, session_factory, deps, connection.id)
+    assert process_upload(session, deps, upload_id, leases[upload_id]).state == UploadState.SUBMITTED
+    before = api_requests(sandbox)
+
+    again = process_upload(session, deps, upload_id, leases[upload_id])
+
+    assert again.outcome == StepOutcome.STALE
+    assert again.state == UploadState.SUBMITTED
+    assert api_requests(sandbox) == before
+
+
+def test_unknown_upload_is_stale(session: Session, deps: SyncDeps, connection: Connection) -> None:
+    assert process_upload(session, deps, 999_999, "x") == StepResult(StepOutcome.STALE, None, None)
+
+
+# ================================================================= events
+
+
+def test_outcome_events_carry_no_candidate_data(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, events: ListPublisher,
+) -> None:
+    # given: one submitted, one already sent, one refused
+    candidates: list[dict[str, Any]] = [
+        {"request_id": "req-1"},
+        {"request_id": "req-2"},
+        {"request_id": "req-3", "email": "zoe.private@example.org", "first_name": "Zoe", "last_name": "Private", "attributes": {"custom_attribute_77": "x"}},
+    ]
+
+    # when
+    outcomes = [step(session, session_factory, deps, record(session, intake_policy, clock, **candidate)).state for candidate in candidates]
+
+    # then
+    assert outcomes == [UploadState.SUBMITTED, UploadState.ALREADY_IN_PERSONIO, UploadState.REJECTED]
+    finished = outcome_events(events)
+    assert [e["request_id"] for e in finished] == ["req-1", "req-2", "req-3"]
+    text = json.dumps(events.events, ensure_ascii=False)
+    for secret in (EMAIL, EMAIL.lower(), "zoe.private@example.org", "Alex", "Zoe", "Private", "+49 30 1234567", "Berlin"):
+        assert secret not in text
+    for event in finished:
+        assert set(event) == {"type", "request_id", "account_id", "project_id", "outcome", "reason_code", "field", "job_position_id", "message_en", "message_de", "at"}
+
+
+def test_build_application_maps_candidate_fields(session: Session, connection: Connection, intake_policy: IntakePolicy, clock: Clock) -> None:
+    upload_id = record(
+        session, intake_policy, clock, documents=[], message="Hi", application_date="2024-01-02", attributes={"gender": "female", "custom_attribute_1": "x"}, first_name="  Alex "
+    )
+    upload = load(session, upload_id)
+
+    body = build_application(upload, JOB, None)
+
+    assert body == {
+        "first_name": "Alex",
+        "last_name": "Example",
+        "email": EMAIL,
+        "job_position_id": JOB,
+        "message": "Hi",
+        "application_date": "2024-01-02",
+        "tags": ["sourced"],
+        "attributes": [
+            {"id": "phone", "value": "+49 30 1234567"},
+            {"id": "location", "value": "Berlin"},
+            {"id": "gender", "value": "female"},
+            {"id": "custom_attribute_1", "value": "x"},
+        ],
+    }
+    assert build_application(upload, JOB, CHANNEL)["recruiting_channel_id"] == CHANNEL

@@ -1,0 +1,254 @@
+"""services.uploads: recording upload requests, idempotently, with their history."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Connection, DocumentSource, Health, Priority, Upload, UploadDocument, UploadEvent, UploadState
+from services.events import ListPublisher
+from services.schemas import IntakePolicy
+from services.secrets import TokenCipher
+from services.uploads import receive_upload, upload_status
+
+if TYPE_CHECKING:
+    from tests.conftest import Clock
+
+CV = b"%PDF-1.4 the candidate's cv"
+EMAIL = "Alex.Example@Example.org"
+
+
+def add_connection(session: Session, cipher: TokenCipher, account_id: str = "acct-1") -> Connection:
+    connection = Connection(
+        account_id=account_id,
+        company_id=1000,
+        access_token_encrypted=cipher.encrypt("demo-token-please-change"),
+        jobs_domain="demo.jobs.personio.de",
+        feed_language="de",
+        health=Health.HEALTHY,
+    )
+    session.add(connection)
+    session.commit()
+    return connection
+
+
+def request(request_id: str = "req-1", account_id: str = "acct-1", **candidate: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "first_name": "Alex",
+        "last_name": "Example",
+        "email": f" {EMAIL} ",
+        "documents": [
+            {"category": "cv", "filename": "cv.pdf", "content_base64": base64.b64encode(CV).decode()},
+            {"category": "other", "filename": "portfolio.zip", "url": "https://files.example.com/p.zip"},
+        ],
+    }
+    body.update(candidate)
+    return {"request_id": request_id, "account_id": account_id, "project_id": "proj-1", "candidate": body}
+
+
+def count(session: Session, model: type) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_valid_request_is_recorded_as_queued(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    # given
+    connection = add_connection(session, cipher)
+
+    # when
+    received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+
+    # then
+    assert received.created is True
+    assert received.state == UploadState.QUEUED
+    assert received.connection_id == connection.id
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None
+    assert upload.state == UploadState.QUEUED
+    assert upload.connection_id == connection.id
+    assert upload.email_normalized == EMAIL.lower()
+    assert upload.priority == Priority.INTERACTIVE
+    assert upload.next_attempt_at == clock()
+    assert upload.attempts == 0 and upload.application_attempts == 0
+    assert upload.job_position_id is None  # resolved when sent
+    assert "documents" not in upload.candidate
+    assert upload.candidate["first_name"] == "Alex"
+    assert events.events == []  # only terminal outcomes are published
+
+
+def test_inline_document_bytes_are_stored_with_their_sha256(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock, session_factory: sessionmaker[Session]) -> None:
+    add_connection(session, cipher)
+
+    received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+
+    # then: read back through a new session, from the database
+    with session_factory() as other:
+        inline, by_url = other.scalars(select(UploadDocument).where(UploadDocument.upload_id == received.upload_id).order_by(UploadDocument.position)).all()
+        assert (inline.position, inline.category, inline.filename, inline.source) == (0, "cv", "cv.pdf", DocumentSource.INLINE)
+        assert inline.content == CV
+        assert inline.size == len(CV)
+        assert inline.sha256 == hashlib.sha256(CV).hexdigest()
+        assert inline.personio_uuid is None
+        assert (by_url.position, by_url.source, by_url.url) == (1, DocumentSource.URL, "https://files.example.com/p.zip")
+        assert by_url.content is None and by_url.sha256 is None and by_url.size is None
+
+
+def test_same_request_id_twice_records_one_upload(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher)
+    first = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+    clock.advance(5)
+
+    again = receive_upload(session, request(first_name="Changed"), policy=intake_policy, events=events, now=clock())
+
+    assert again.created is False
+    assert again.upload_id == first.upload_id
+    assert again.state == UploadState.QUEUED
+    assert count(session, Upload) == 1
+    assert count(session, UploadDocument) == 2
+    assert session.get(Upload, first.upload_id).candidate["first_name"] == "Alex"  # type: ignore[union-attr]
+
+
+def test_backfill_priority_is_kept(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher)
+
+    received = receive_upload(session, {**request(), "priority": "backfill"}, policy=intake_policy, events=events, now=clock())
+
+    assert session.get(Upload, received.upload_id).priority == Priority.BACKFILL  # type: ignore[union-attr]
+
+
+def test_invalid_request_is_recorded_rejected_with_every_error_and_an_event(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    # given: two mistakes and an inline body that must not be stored
+    add_connection(session, cipher)
+    payload = request(email="not-an-email", application_date="2999-01-01")
+
+    # when
+    received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
+
+    # then
+    assert received.created is True
+    assert received.state == UploadState.REJECTED
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None
+    assert upload.reason_code == "personio-sync.invalid-request"
+    assert upload.error_field == "candidate.application_date, candidate.email"
+    assert "candidate.email: is not a valid email address." in upload.message_en  # type: ignore[operator]
+    assert "candidate.application_date: lies in the future" in upload.message_en  # type: ignore[operator]
+    assert upload.message_de.startswith("Die Upload-Anfrage ist unvollständig oder ungültig")  # type: ignore[union-attr]
+    assert upload.finished_at == clock()
+    assert upload.documents == []
+    # What was sent is kept for support, without the file body.
+    assert upload.candidate["documents"][0]["content_base64"] == f"<{len(base64.b64encode(CV))} base64 characters>"
+    assert [e.state for e in upload.events] == ["queued", "rejected"]
+    [event] = events.events
+    assert event["type"] == "upload.finished"
+    assert event["outcome"] == "rejected"
+    assert event["reason_code"] == "personio-sync.invalid-request"
+    assert event["request_id"] == "req-1"
+    assert event["errors"] == [
+        "candidate.application_date: lies in the future; Personio only accepts today or an earlier date.",
+        "candidate.email: is not a valid email address.",
+    ]
+
+
+def test_invalid_request_delivered_twice_is_recorded_once(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    payload = request(email="nope")
+    first = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
+
+    again = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
+
+    assert again.created is False and again.upload_id == first.upload_id
+    assert count(session, Upload) == 1
+    assert len(events.events) == 1
+
+
+def test_invalid_request_without_usable_request_id_is_only_published(session: Session, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    payload = request(request_id="not a valid id", email="nope")
+
+    received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
+
+    assert received.upload_id is None
+    assert received.state == UploadState.REJECTED
+    assert count(session, Upload) == 0
+    [event] = events.events
+    assert event["type"] == "upload.invalid"
+    assert event["request_id"] == "not a valid id"
+    assert event["reason_code"] == "personio-sync.invalid-request"
+    assert any(e.startswith("request_id:") for e in event["errors"])
+
+
+def test_non_object_payload_is_published_as_invalid(session: Session, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    received = receive_upload(session, ["not", "an", "object"], policy=intake_policy, events=events, now=clock())
+
+    assert received.upload_id is None
+    assert events.events[0]["request_id"] is None
+    assert events.events[0]["type"] == "upload.invalid"
+
+
+def test_unknown_account_is_rejected_connection_not_found(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher, account_id="someone-else")
+
+    received = receive_upload(session, request(account_id="acct-unknown"), policy=intake_policy, events=events, now=clock())
+
+    assert received.created is True
+    assert received.state == UploadState.REJECTED
+    assert received.connection_id is None
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None
+    assert upload.reason_code == "personio-sync.connection-not-found"
+    assert upload.error_field == "account_id"
+    assert "not connected to Personio" in upload.message_en  # type: ignore[operator]
+    assert "nicht mit Personio verbunden" in upload.message_de  # type: ignore[operator]
+    [event] = events.events
+    assert (event["outcome"], event["reason_code"], event["account_id"]) == ("rejected", "personio-sync.connection-not-found", "acct-unknown")
+    # The outcome event carries ids and the outcome, never the candidate.
+    assert EMAIL.lower() not in json.dumps(event).lower()
+    assert "Alex" not in json.dumps(event)
+
+
+def test_status_shows_the_history(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher)
+    received = receive_upload(session, request(account_id="acct-missing"), policy=intake_policy, events=events, now=clock())
+    assert received.upload_id is not None
+
+    status = upload_status(session, "req-1")
+
+    assert status is not None
+    assert status["state"] == "rejected"
+    assert status["terminal"] is True
+    assert status["next_attempt_at"] is None
+    assert status["message"]["en"].startswith("This account is not connected")
+    assert status["documents"] == [
+        {"filename": "cv.pdf", "category": "cv", "uploaded": False},
+        {"filename": "portfolio.zip", "category": "other", "uploaded": False},
+    ]
+    assert [(h["state"], h["reason_code"]) for h in status["history"]] == [
+        ("queued", None),
+        ("rejected", "personio-sync.connection-not-found"),
+    ]
+    assert all(h["at"] == clock().isoformat() for h in status["history"])
+
+
+def test_status_of_a_queued_upload(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher)
+    receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+
+    status = upload_status(session, "req-1")
+
+    assert status is not None
+    assert (status["state"], status["terminal"], status["message"]) == ("queued", False, None)
+    assert status["next_attempt_at"] == clock().isoformat()
+    assert [h["state"] for h in status["history"]] == ["queued"]
+    assert upload_status(session, "req-unknown") is None
+
+
+def test_history_rows_are_stored(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher)
+    received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+
+    rows = session.scalars(select(UploadEvent).where(UploadEvent.upload_id == received.upload_id)).all()
+
+    assert [(r.state, r.at) for r in rows] == [("queued", clock())]
