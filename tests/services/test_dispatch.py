@@ -130,6 +130,8 @@ def test_backfill_recorded_twice_records_nothing_new(session: Session, connectio
     assert record_backfill(session, backfill, policy=intake_policy, events=events, now=clock()) == set()
 
     assert sorted(session.scalars(select(Upload.request_id)).all()) == ["bf-9:0", "own-id"]
+    assert set(session.scalars(select(Upload.backfill_id)).all()) == {"bf-9"}
+    assert set(session.scalars(select(Upload.priority)).all()) == {Priority.BACKFILL}
 
 
 def test_older_due_uploads_go_first_within_a_priority(session: Session, session_factory: sessionmaker[Session], connection_id: int, intake_policy: IntakePolicy, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock) -> None:
@@ -383,3 +385,18 @@ def test_next_due_in(session: Session, cipher: TokenCipher, connection_id: int, 
 
     assert next_due_in(session, connection_id, clock()) == pytest.approx(12.5)
     assert next_due_in(session, connection_id, clock() + timedelta(seconds=20)) == 0.0
+
+
+def test_claims_exactly_what_the_budget_still_allows(session: Session, session_factory: sessionmaker[Session], connection_id: int, intake_policy: IntakePolicy, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock) -> None:
+    # given: the company has 3 of its 20 requests left in the window
+    company = str(session.get(Connection, connection_id).company_id)  # type: ignore[union-attr]
+    for _ in range(17):
+        assert limiter.try_acquire(company).granted
+    for n in range(5):
+        record(session, intake_policy, clock, f"r{n}")
+
+    # when: the in-flight cap would allow more
+    result = dispatch(session_factory, connection_id, replace_cap(policy, 10), limiter, clock)
+
+    # then: as many as the budget allows, no more, no fewer
+    assert len(result.claimed) == 3

@@ -667,6 +667,10 @@ def test_429_parks_for_the_lockout_and_locks_the_company_out(
     # when: the lock-out is over
     after_wait(result, clock)
     assert step(session, session_factory, deps, upload_id).state == UploadState.SUBMITTED
+    # then: the connection is healthy again, and says so
+    session.refresh(connection)
+    assert connection.health == Health.HEALTHY
+    assert events.events[-1]["type"] == "connection.health" and events.events[-1]["previous"] == "rate_limited"
 
 
 def test_429_retry_after_is_honoured(
