@@ -73,8 +73,8 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"worker {name} not ready:\n{log.read_text()[-3000:]}")
 
-    def start_beat(self) -> None:
-        log = self.data_dir / "beat.log"
+    def start_beat(self, name: str = "beat") -> None:
+        log = self.data_dir / f"{name}.log"
         self.processes.append(
             subprocess.Popen(beat_command(self.runtime.settings), env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         )

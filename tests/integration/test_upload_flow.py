@@ -216,3 +216,20 @@ def test_uploads_wait_while_credentials_are_broken_and_go_through_once_fixed(sta
     for request_id in ids:
         assert stack.wait_terminal(request_id, timeout=30)["state"] == "submitted"
     assert len(stack.sandbox.state.applications(company_id=3000)) == 3
+
+
+def test_a_second_beat_never_fires_the_schedule_too(stack: Stack) -> None:
+    first_log = stack.data_dir / "beat.log"
+    second_log = stack.data_dir / "beat2.log"
+    deadline = time.monotonic() + 30
+    while "beat: Acquired lock" not in first_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stack.start_beat("beat2")
+    time.sleep(1.0)  # let the second beat start and find the lock taken
+    first_mark = len(first_log.read_text())
+    time.sleep(3.0)
+    first_sends = first_log.read_text()[first_mark:].count("Sending due task pump")
+    second_sends = second_log.read_text().count("Sending due task pump")
+    assert first_sends >= 5  # the pump keeps firing every 0.3 s from the first beat
+    assert second_sends == 0, "two beats fired the same schedule"
+    assert "beat: Acquired lock" not in second_log.read_text()
