@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import replace
 from typing import Any
@@ -24,9 +25,23 @@ def _wait_for_worker(group: ProcessGroup, log_file: Any, timeout: float = 90.0) 
     raise RuntimeError(f"the worker did not become ready within {timeout:.0f}s; see {log_file}")
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C, and SIGTERM from a supervisor, stop the whole group the same way.
+
+    Installed explicitly because a shell starts background jobs with SIGINT ignored.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_stack(settings: Settings, *, with_sandbox: bool, demo: bool, sandbox_port: int = 0, exit_after_demo: bool = False) -> int:
     from worker.runtime import Runtime
 
+    _stop_on_signals()
     env = dict(os.environ)
     sandbox = None
     if with_sandbox:

@@ -37,6 +37,10 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,  # ... and a killed pool process requeues instead of acking
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # On SIGTERM, running steps get this long to finish before unacked messages go back.
+        worker_soft_shutdown_timeout=30,
+        # Only wake-up timers are ETA messages (one per company at most); cap them anyway.
+        worker_eta_task_limit=10_000,
         worker_send_task_events=True,  # Flower
         task_send_sent_event=True,
         task_default_queue=INTAKE_QUEUE,
