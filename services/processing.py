@@ -257,7 +257,7 @@ def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connecti
         try:
             uploaded = client.upload_document(filename=document.filename, content=content, mimetype=mimetype)
         except PersonioError as error:
-            _handle_error(session, deps, upload, connection, error, filename=document.filename)
+            _handle_error(session, deps, upload, connection, error, filename=document.filename, document_field=f"candidate.documents.{document.position}")
             raise AssertionError("unreachable")  # _handle_error always raises
         document.personio_uuid = uploaded.uuid
         document.uploaded_at = deps.clock()
@@ -361,6 +361,7 @@ def _handle_error(
     error: PersonioError,
     *,
     filename: str | None = None,
+    document_field: str | None = None,
     application: bool = False,
     earlier_unconfirmed: bool = False,
 ) -> None:
@@ -398,9 +399,10 @@ def _handle_error(
         link = session.scalar(select(ProjectLink).where(ProjectLink.connection_id == connection.id, ProjectLink.project_id == upload.project_id))
         if link is not None:
             _flag_link(link, now)
-    field = error.field if isinstance(error, PersonioAPIError) else None
+    # A refused document is named as the main app sent it, not by Personio's form field.
+    field = document_field or (error.field if isinstance(error, PersonioAPIError) else None)
     status = error.status if isinstance(error, PersonioAPIError) else None
-    raise _Finish(UploadState.REJECTED, code, field=field or (filename and "documents"), status=status, filename=filename)
+    raise _Finish(UploadState.REJECTED, code, field=field, status=status, filename=filename)
 
 
 def new_lease_token() -> str:

@@ -873,6 +873,7 @@ def test_refused_document_type_rejects_naming_the_file(
     upload = load(session, upload_id)
     assert upload.reason_code == "errors.invalid-file-type"
     assert upload.personio_status == 422
+    assert upload.error_field == "candidate.documents.0"  # as the main app sent it
     assert "'cv.pdf'" in upload.message_en  # type: ignore[operator]
     assert not any(call.request.url.endswith(APPLICATIONS_PATH) for call in mocked.calls)
 
