@@ -65,11 +65,15 @@ class StepResult:
 
 
 class _Park(Exception):
-    def __init__(self, delay: float, reason: str, *, count_attempt: bool = False) -> None:
+    def __init__(self, delay: float, reason: str, *, count_attempt: bool = False, keep_place: bool = False) -> None:
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
         self.count_attempt = count_attempt
+        # Keep the upload's place in its company's line (its old next_attempt_at): a step
+        # that stopped for budget resumes before the backlog starts new uploads, so the
+        # company does not pile up half-sent uploads. The budget itself holds it back.
+        self.keep_place = keep_place
 
 
 class _Finish(Exception):
@@ -135,7 +139,8 @@ def _park(session: Session, deps: SyncDeps, upload: Upload, park: _Park) -> Step
             deps.events.publish(outcome_event(upload))
             log.warning("upload %s failed after %d attempts (%s)", upload.request_id, upload.attempts, park.reason)
             return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
-    upload.next_attempt_at = now + timedelta(seconds=park.delay)
+    if not park.keep_place:
+        upload.next_attempt_at = now + timedelta(seconds=park.delay)
     upload.lease_token = None
     upload.lease_until = None
     transition(upload, UploadState.QUEUED, now, reason_code=park.reason)
@@ -229,7 +234,7 @@ def _take_token(deps: SyncDeps, connection: Connection, endpoint: str) -> None:
     company = str(connection.company_id)
     acquisition = deps.limiter.try_acquire(company, endpoint if deps.policy.per_endpoint_budget else "recruiting")
     if not acquisition.granted:
-        raise _Park(acquisition.wait, "waiting for the company's Personio rate budget")
+        raise _Park(acquisition.wait, "waiting for the company's Personio rate budget", keep_place=not acquisition.locked_out)
 
 
 def _extend_lease(session: Session, deps: SyncDeps, upload: Upload) -> None:

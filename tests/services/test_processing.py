@@ -707,9 +707,38 @@ def test_budget_exhausted_parks_with_the_wait_and_sends_nothing(
     upload = load(session, upload_id)
     assert upload.state == UploadState.QUEUED
     assert upload.attempts == 0 and upload.application_attempts == 0
-    assert upload.next_attempt_at == clock() + timedelta(seconds=result.wake_in)  # type: ignore[arg-type]
+    assert upload.next_attempt_at <= clock()  # it keeps its place in the company's line
     assert history(upload)[-1] == ("queued", "waiting for the company's Personio rate budget")
     assert api_requests(sandbox) == 0
+    # and: dispatch holds it back until the budget frees
+    connection_id = connection.id
+    session.commit()
+    with session_factory() as dispatcher:
+        assert dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=limiter, now=clock()).claimed == []
+
+
+def test_half_sent_upload_resumes_before_the_backlog_starts_new_ones(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+) -> None:
+    # given: an upload whose CV went out, then the budget ran out before its application
+    started = record(session, intake_policy, clock, request_id="started", email="started@example.org")
+    clock.advance(1)
+    backlog = [record(session, intake_policy, clock, request_id=f"b{n}", email=f"b{n}@example.org") for n in range(3)]
+    leases = claim(session, session_factory, replace(deps, policy=replace(deps.policy, company_concurrency=1)), connection.id)
+    assert list(leases) == [started]
+    for _ in range(19):
+        assert limiter.try_acquire(str(COMPANY)).granted
+    result = process_upload(session, deps, started, leases[started])
+    assert result.outcome == StepOutcome.PARKED and load(session, started).documents[0].personio_uuid is not None
+
+    # when: the budget frees again
+    after_wait(result, clock)
+    next_claims = claim(session, session_factory, replace(deps, policy=replace(deps.policy, company_concurrency=1)), connection.id)
+
+    # then: the half-sent upload goes before any new upload of the backlog
+    assert list(next_claims) == [started]
+    assert all(load(session, b).state == UploadState.QUEUED for b in backlog)
 
 
 # ========================================================= transient errors
