@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from models import Connection, Priority, Upload, UploadState
@@ -60,16 +60,30 @@ def dispatch_connection(
     budget = limiter.peek(str(connection.company_id), "applications" if policy.per_endpoint_budget else "recruiting")
     if not budget.granted:
         return DispatchResult([], budget.wait)
-    candidates = session.scalars(
-        select(Upload.id)
-        .where(Upload.connection_id == connection_id, Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now)
-        .order_by(case((Upload.priority == Priority.INTERACTIVE, 0), else_=1), Upload.next_attempt_at, Upload.id)
-        # ``remaining`` counts the slots left after one more request: one more can start.
-        .limit(min(free_slots, budget.remaining + 1))
-    ).all()
+    # ``remaining`` counts the slots left after one more request: one more can start.
+    wanted = min(free_slots, budget.remaining + 1)
+    candidates: list[tuple[int, Priority]] = []
+    # One indexed query per priority (interactive first) instead of a sort over the backlog.
+    for priority in (Priority.INTERACTIVE, Priority.BACKFILL):
+        if len(candidates) >= wanted:
+            break
+        candidates += [
+            (upload_id, priority)
+            for upload_id in session.scalars(
+                select(Upload.id)
+                .where(
+                    Upload.state == UploadState.QUEUED,
+                    Upload.connection_id == connection_id,
+                    Upload.priority == priority,
+                    Upload.next_attempt_at <= now,
+                )
+                .order_by(Upload.next_attempt_at, Upload.id)
+                .limit(wanted - len(candidates))
+            )
+        ]
     claimed: list[Claimed] = []
     lease_until = now + timedelta(seconds=policy.lease)
-    for upload_id in candidates:
+    for upload_id, priority in candidates:
         token = new_lease_token()
         # Conditional update: two dispatchers racing for the same row cannot both win.
         won = session.execute(
@@ -79,16 +93,18 @@ def dispatch_connection(
             .execution_options(synchronize_session=False)
         ).rowcount
         if won:
-            upload = session.get(Upload, upload_id)
-            assert upload is not None
-            claimed.append(Claimed(upload_id, token, upload.priority, connection_id))
+            claimed.append(Claimed(upload_id, token, priority, connection_id))
     session.commit()
     return DispatchResult(claimed, None)
 
 
-def due_connections(session: Session, now: datetime, *, limit: int = 10_000) -> list[int]:
-    """Connections with at least one upload due now."""
-    return list(
+def due_connections(session: Session, now: datetime, *, limit: int = 10_000, concurrency: int | None = None) -> list[int]:
+    """Connections with at least one upload due now (and, given ``concurrency``, a free slot).
+
+    Two aggregate queries for all connections: the pump must not open a transaction per
+    company that is already busy (with hundreds of companies that was the worker's CPU).
+    """
+    due = list(
         session.scalars(
             select(Upload.connection_id)
             .where(Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now, Upload.connection_id.is_not(None))
@@ -96,6 +112,16 @@ def due_connections(session: Session, now: datetime, *, limit: int = 10_000) -> 
             .limit(limit)
         ).all()
     )
+    if concurrency is None or not due:
+        return due
+    in_flight = dict(
+        session.execute(
+            select(Upload.connection_id, func.count())
+            .where(Upload.state == UploadState.SENDING, Upload.lease_until > now)
+            .group_by(Upload.connection_id)
+        ).tuples().all()
+    )
+    return [connection_id for connection_id in due if in_flight.get(connection_id, 0) < concurrency]
 
 
 def next_due_in(session: Session, connection_id: int, now: datetime) -> float | None:

@@ -24,7 +24,7 @@ def pump() -> int:
     """Dispatch every connection that has uploads due now."""
     runtime = get_runtime()
     with runtime.session() as session:
-        connection_ids = due_connections(session, utcnow())
+        connection_ids = due_connections(session, utcnow(), concurrency=runtime.upload_policy.company_concurrency)
     return sum(dispatch_now(connection_id) for connection_id in connection_ids)
 
 

@@ -400,3 +400,17 @@ def test_claims_exactly_what_the_budget_still_allows(session: Session, session_f
 
     # then: as many as the budget allows, no more, no fewer
     assert len(result.claimed) == 3
+
+
+def test_due_connections_skips_companies_without_a_free_slot(session: Session, session_factory: sessionmaker[Session], connection_id: int, intake_policy: IntakePolicy, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock) -> None:
+    for n in range(3):
+        record(session, intake_policy, clock, f"busy{n}")
+    assert due_connections(session, clock(), concurrency=2) == [connection_id]
+    session.commit()
+
+    dispatch(session_factory, connection_id, replace_cap(policy, 2), limiter, clock)  # both slots taken
+
+    session.expire_all()
+    assert due_connections(session, clock()) == [connection_id]  # still has due work...
+    assert due_connections(session, clock(), concurrency=2) == []  # ...but no slot: the pump skips it
+    assert due_connections(session, clock(), concurrency=3) == [connection_id]
