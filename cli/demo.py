@@ -97,13 +97,20 @@ def run_demo(runtime: Any, sandbox: Any) -> bool:
     run = uuid.uuid4().hex[:8]
     samples = demo_requests(run)
     print("3. Sending sample upload requests to the queue …")
-    for label, request in samples:
-        send_upload_request(request, broker_url=settings.broker_url)
-        print(f"   queued {request['request_id']}: {label}")
+    # The duplicate is sent after the first outcome, so "the same candidate again" is
+    # really the second one (sent together, either could win the one application).
+    first, *rest = samples
+    outcomes: dict[str, dict[str, Any] | None] = {}
+    for batch in ([first], rest):
+        for label, request in batch:
+            send_upload_request(request, broker_url=settings.broker_url)
+            print(f"   queued {request['request_id']}: {label}")
+        for _, request in batch:
+            outcomes[request["request_id"]] = wait_for_outcome(runtime, request["request_id"], timeout=60)
     print("4. Outcomes:")
     ok = True
     for label, request in samples:
-        status = wait_for_outcome(runtime, request["request_id"], timeout=60)
+        status = outcomes[request["request_id"]]
         if status is None or not status["terminal"]:
             ok = False
             print(f"   {request['request_id']} ({label}): no outcome yet ({status['state'] if status else 'not received'})")

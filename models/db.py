@@ -26,6 +26,9 @@ def create_db_engine(database_url: str, **kwargs: Any) -> Engine:
         path = database_url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Enough pooled connections for a thread-pool worker (32 threads plus dispatch).
+        kwargs.setdefault("pool_size", 40)
+        kwargs.setdefault("max_overflow", 20)
         engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -47,7 +50,9 @@ def create_db_engine(database_url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    kwargs.setdefault("pool_size", 40)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(database_url, pool_pre_ping=True, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

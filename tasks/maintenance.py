@@ -19,13 +19,30 @@ def dispatch_connection_task(connection_id: int) -> None:
     dispatch_now(connection_id)
 
 
+PUMP_LOCK = "personio-sync:lock:pump"
+
+
 @app.task(name="personio_sync.pump", acks_late=True)
 def pump() -> int:
-    """Dispatch every connection that has uploads due now."""
+    """Dispatch every connection that has uploads due now and a free slot.
+
+    One pump at a time: a tick that finds the previous one still running is skipped,
+    so slow ticks never pile up on each other.
+    """
     runtime = get_runtime()
-    with runtime.session() as session:
-        connection_ids = due_connections(session, utcnow(), concurrency=runtime.upload_policy.company_concurrency)
-    return sum(dispatch_now(connection_id) for connection_id in connection_ids)
+    lock = runtime.redis.lock(PUMP_LOCK, timeout=max(runtime.settings.pump_interval * 10, 30), blocking=False)
+    if not lock.acquire(blocking=False):
+        log.info("pump already running; tick skipped")
+        return 0
+    try:
+        with runtime.session() as session:
+            connection_ids = due_connections(session, utcnow(), concurrency=runtime.upload_policy.company_concurrency)
+        return sum(dispatch_now(connection_id) for connection_id in connection_ids)
+    finally:
+        try:
+            lock.release()
+        except Exception:  # expired meanwhile
+            log.warning("pump lock expired before the pump finished")
 
 
 @app.task(name="personio_sync.reconcile", acks_late=True)

