@@ -15,6 +15,28 @@ from typing import Any
 
 import requests
 
+# Every reason code Personio documents for the recruiting API (its OpenAPI
+# ``error_response`` table, personio-api.md §1a), in the spec's order.
+DOCUMENTED_REASON_CODES = (
+    "errors.attribute-validation.unknown",
+    "errors.attribute-validation.required-attribute",
+    "errors.attribute-validation.invalid-date-format",
+    "errors.attribute-validation.invalid-email-format",
+    "errors.attribute-validation.invalid-type",
+    "errors.attribute-validation.unknown-attribute-option",
+    "errors.date-validation.date-in-the-future",
+    "errors.phase-validation.invalid-system-phase",
+    "errors.file-validation.file-not-exists",
+    "errors.file-validation.unknown-file-category",
+    "errors.invalid-file-type",
+    "errors.file-too-big",
+    "errors.applicant-already-exists",
+    "errors.posting-validation.posting-not-found",
+    "errors.posting-validation.channel-not-found",
+    "errors.job-position.not-published",
+    "feature.recruiting.disabled",
+    "feature.public-api.disabled",
+)
 APPLICANT_EXISTS_CODES = frozenset({"errors.applicant-already-exists", "errors.applicant-exists"})
 FEATURE_CODES = frozenset({"feature.recruiting.disabled", "feature.public-api.disabled"})
 MAX_RETRY_AFTER = 3600.0

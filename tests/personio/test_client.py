@@ -23,6 +23,7 @@ import responses
 
 from personio.client import APPLICATIONS_PATH, DOCUMENTS_PATH, PersonioClient, PersonioCredentials, UploadedDocument
 from personio.errors import (
+    DOCUMENTED_REASON_CODES,
     PersonioAPIError,
     PersonioApplicantExists,
     PersonioChannelNotFound,
@@ -447,21 +448,12 @@ def _generic(status: int, detail: str) -> dict[str, Any]:
     return {"errors": [{"id": "8d1c4e6a-0000-4000-8000-000000000000", "status": str(status), "title": "t", "detail": detail}]}
 
 
+# The 400 reasons without a class of their own (duplicates and channels have one; the
+# feature codes come with 403).
 REASON_CODES_400 = [
-    "errors.attribute-validation.unknown",
-    "errors.attribute-validation.required-attribute",
-    "errors.attribute-validation.invalid-date-format",
-    "errors.attribute-validation.invalid-email-format",
-    "errors.attribute-validation.invalid-type",
-    "errors.attribute-validation.unknown-attribute-option",
-    "errors.date-validation.date-in-the-future",
-    "errors.phase-validation.invalid-system-phase",
-    "errors.file-validation.file-not-exists",
-    "errors.file-validation.unknown-file-category",
-    "errors.invalid-file-type",
-    "errors.file-too-big",
-    "errors.posting-validation.posting-not-found",
-    "errors.job-position.not-published",
+    code
+    for code in DOCUMENTED_REASON_CODES
+    if code not in ("errors.applicant-already-exists", "errors.posting-validation.channel-not-found") and not code.startswith("feature.")
 ]
 
 # (path, status, body, headers, class, retryable, reason_code)

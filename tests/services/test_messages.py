@@ -8,6 +8,7 @@ import pytest
 
 from models import Health
 from personio.errors import (
+    DOCUMENTED_REASON_CODES,
     PersonioAPIError,
     PersonioApplicantExists,
     PersonioFeatureDisabled,
@@ -23,26 +24,7 @@ from services.messages import LANGUAGES, MESSAGES, render, render_both
 
 # The reason codes of POST /v1/recruiting/applications (personio-api.md §1a, table
 # "Error codes"), including the two feature codes of 403 answers.
-PERSONIO_REASON_CODES = [
-    "errors.attribute-validation.unknown",
-    "errors.attribute-validation.required-attribute",
-    "errors.attribute-validation.invalid-date-format",
-    "errors.attribute-validation.invalid-email-format",
-    "errors.attribute-validation.invalid-type",
-    "errors.attribute-validation.unknown-attribute-option",
-    "errors.date-validation.date-in-the-future",
-    "errors.phase-validation.invalid-system-phase",
-    "errors.file-validation.file-not-exists",
-    "errors.file-validation.unknown-file-category",
-    "errors.invalid-file-type",
-    "errors.file-too-big",
-    "errors.applicant-already-exists",
-    "errors.posting-validation.posting-not-found",
-    "errors.posting-validation.channel-not-found",
-    "errors.job-position.not-published",
-    "feature.recruiting.disabled",
-    "feature.public-api.disabled",
-]
+PERSONIO_REASON_CODES = list(DOCUMENTED_REASON_CODES)
 
 # Codes our own code stores on uploads or checks.
 OWN_CODES = [
