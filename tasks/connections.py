@@ -14,6 +14,7 @@ from sqlalchemy import select
 from models import Connection, utcnow
 from services.health import check_connection
 from tasks.dispatching import dispatch_now
+from tasks.locks import exclusively
 from worker import app
 from worker.runtime import Runtime, get_runtime
 
@@ -24,18 +25,8 @@ LOCK_KEY = "personio-sync:lock:{kind}:{connection_id}"
 
 def _locked(runtime: Runtime, kind: str, connection_id: int, work: Callable[[], None]) -> bool:
     ttl = int(runtime.settings.http_connect_timeout + runtime.settings.http_read_timeout) * 2 + 30
-    lock = runtime.redis.lock(LOCK_KEY.format(kind=kind, connection_id=connection_id), timeout=ttl, blocking=False)
-    if not lock.acquire(blocking=False):
-        log.info("connection %s: %s already running elsewhere; skipped", connection_id, kind)
-        return False
-    try:
-        work()
-    finally:
-        try:
-            lock.release()
-        except Exception:  # expired meanwhile: nothing to release
-            log.warning("connection %s: %s lock expired before release", connection_id, kind)
-    return True
+    key = LOCK_KEY.format(kind=kind, connection_id=connection_id)
+    return exclusively(runtime.redis, key, ttl=ttl, what=f"connection {connection_id}: {kind}", work=work)
 
 
 @app.task(name="personio_sync.refresh_feed", acks_late=True)

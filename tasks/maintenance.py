@@ -7,6 +7,7 @@ import logging
 from models import utcnow
 from services.dispatch import due_connections, reclaim_expired_leases
 from tasks.dispatching import dispatch_now
+from tasks.locks import exclusively
 from worker import app
 from worker.runtime import WAKE_KEY, get_runtime
 
@@ -30,19 +31,16 @@ def pump() -> int:
     so slow ticks never pile up on each other.
     """
     runtime = get_runtime()
-    lock = runtime.redis.lock(PUMP_LOCK, timeout=max(runtime.settings.pump_interval * 10, 30), blocking=False)
-    if not lock.acquire(blocking=False):
-        log.info("pump already running; tick skipped")
-        return 0
-    try:
+    dispatched = 0
+
+    def work() -> None:
+        nonlocal dispatched
         with runtime.session() as session:
             connection_ids = due_connections(session, utcnow(), concurrency=runtime.upload_policy.company_concurrency)
-        return sum(dispatch_now(connection_id) for connection_id in connection_ids)
-    finally:
-        try:
-            lock.release()
-        except Exception:  # expired meanwhile
-            log.warning("pump lock expired before the pump finished")
+        dispatched = sum(dispatch_now(connection_id) for connection_id in connection_ids)
+
+    exclusively(runtime.redis, PUMP_LOCK, ttl=max(runtime.settings.pump_interval * 10, 30), what="pump", work=work)
+    return dispatched
 
 
 @app.task(name="personio_sync.reconcile", acks_late=True)

@@ -22,7 +22,7 @@ def test_second_refresh_is_skipped_visibly_while_the_first_runs(runtime: SimpleN
 
     def outer() -> None:
         ran.append("outer")
-        with caplog.at_level(logging.INFO, logger="tasks.connections"):
+        with caplog.at_level(logging.INFO, logger="tasks.locks"):
             assert _locked(runtime, "feed", 7, lambda: ran.append("inner")) is False  # type: ignore[arg-type]
 
     assert _locked(runtime, "feed", 7, outer) is True  # type: ignore[arg-type]
