@@ -77,5 +77,9 @@ def test_up_stops_every_process_it_started_on_ctrl_c(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert not alive(), "processes survived Ctrl-C"
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # a failed assertion: still stop the group, not just its head
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
