@@ -161,6 +161,25 @@ def cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_links(args: argparse.Namespace) -> int:
+    from services.connections import find_connection, list_links
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    with runtime.session() as session:
+        connection = find_connection(session, args.account)
+        if connection is None:
+            print(f"account {args.account!r} is not connected", file=sys.stderr)
+            return 1
+        links = list_links(session, connection)
+    text = "\n".join(
+        f"{link['project_id']} → job {link['job_position_id']}" + (f"  [{link['flag']} since {link['flagged_at']}]" if link["flag"] else "")
+        for link in links
+    ) or "(no links)"
+    _print(links, args.json, text)
+    return 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     from services.connections import find_connection
     from services.jobs import list_jobs
@@ -333,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("job_id", type=int)
     p.add_argument("--force", action="store_true", help="link even if the job is not in the cached feed")
+
+    p = add("links", cmd_links, "list a connection's project → job links and their flags", json_flag=True)
+    p.add_argument("account")
 
     p = add("jobs", cmd_jobs, "list the cached Personio jobs of a connection", json_flag=True)
     p.add_argument("account")

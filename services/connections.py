@@ -157,6 +157,20 @@ def link_project(session: Session, connection: Connection, project_id: str, job_
     return link
 
 
+def list_links(session: Session, connection: Connection) -> list[dict[str, object]]:
+    """The connection's project → job links; ``flag`` says when the main app should ask for a new job."""
+    links = session.scalars(select(ProjectLink).where(ProjectLink.connection_id == connection.id).order_by(ProjectLink.project_id))
+    return [
+        {
+            "project_id": link.project_id,
+            "job_position_id": link.job_position_id,
+            "flag": link.flag,
+            "flagged_at": link.flagged_at.isoformat() if link.flagged_at else None,
+        }
+        for link in links
+    ]
+
+
 class LinkError(ValueError):
     """The requested project → job link cannot be made; the message says why and what to do."""
 

@@ -63,6 +63,8 @@ def test_connect_link_jobs_and_status(cli_env: object, monkeypatch: pytest.Monke
     assert "not in the jobs feed" in capsys.readouterr().err
     assert main(["link", "a1", "p1", "9", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["job_position_id"] == 9
+    assert main(["links", "a1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"project_id": "p1", "job_position_id": 9, "flag": None, "flagged_at": None}]
     assert main(["status", "no-such-request"]) == 1
 
 
