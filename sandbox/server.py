@@ -425,10 +425,10 @@ class SpecGuard:
 
     @staticmethod
     def spec_path() -> Path:
-        # Same lookup as tests/openapi.py: beside the repo, else the env var.
-        default = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
+        # Personio's OpenAPI file ships with the package (an unchanged copy of
+        # shared/personio/personio-recruiting-api.yaml); the env var can point elsewhere.
         env = os.environ.get("PERSONIO_OPENAPI_SPEC")
-        return Path(env) if env and not default.exists() else default
+        return Path(env) if env else Path(__file__).resolve().parent / "data" / "personio-recruiting-api.yaml"
 
     def _load(self) -> Any:
         with self._lock:

@@ -67,7 +67,7 @@ class SpecViolation(AssertionError):
 SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
 # An unchanged copy, so a clone without shared/ beside it still validates (test_spec_copy
 # checks that it matches shared/ wherever both exist).
-VENDORED_SPEC = Path(__file__).resolve().parent / "data/personio-recruiting-api.yaml"
+VENDORED_SPEC = Path(__file__).resolve().parents[1] / "sandbox/data/personio-recruiting-api.yaml"
 
 
 def spec_path() -> Path:
