@@ -36,6 +36,17 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
     return runtime
 
 
+def _connection(session: Any, account: str) -> Any:
+    """The account's connection, or exit with the fix."""
+    from services.connections import find_connection
+
+    connection = find_connection(session, account)
+    if connection is None:
+        print(f"account {account!r} is not connected; run `personio-sync connect` first", file=sys.stderr)
+        raise SystemExit(1)
+    return connection
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     from models.db import migrate
@@ -142,15 +153,12 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 def cmd_link(args: argparse.Namespace) -> int:
     from models import utcnow
-    from services.connections import LinkError, find_connection, link_project
+    from services.connections import LinkError, link_project
 
     settings = _settings()
     runtime = _runtime(settings)
     with runtime.session() as session:
-        connection = find_connection(session, args.account)
-        if connection is None:
-            print(f"account {args.account!r} is not connected; run `personio-sync connect` first", file=sys.stderr)
-            return 1
+        connection = _connection(session, args.account)
         try:
             link = link_project(session, connection, args.project, args.job_id, now=utcnow(), require_cached=not args.force)
         except LinkError as error:
@@ -162,15 +170,12 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 
 def cmd_links(args: argparse.Namespace) -> int:
-    from services.connections import find_connection, list_links
+    from services.connections import list_links
 
     settings = _settings()
     runtime = _runtime(settings)
     with runtime.session() as session:
-        connection = find_connection(session, args.account)
-        if connection is None:
-            print(f"account {args.account!r} is not connected", file=sys.stderr)
-            return 1
+        connection = _connection(session, args.account)
         links = list_links(session, connection)
     text = "\n".join(
         f"{link['project_id']} → job {link['job_position_id']}" + (f"  [{link['flag']} since {link['flagged_at']}]" if link["flag"] else "")
@@ -181,16 +186,12 @@ def cmd_links(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from services.connections import find_connection
     from services.jobs import list_jobs
 
     settings = _settings()
     runtime = _runtime(settings)
     with runtime.session() as session:
-        connection = find_connection(session, args.account)
-        if connection is None:
-            print(f"account {args.account!r} is not connected", file=sys.stderr)
-            return 1
+        connection = _connection(session, args.account)
         if args.refresh:
             runtime.refresh_jobs(session, connection)
         jobs = list_jobs(session, connection, include_unpublished=args.all)
