@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -233,3 +235,35 @@ def test_a_second_beat_never_fires_the_schedule_too(stack: Stack) -> None:
     assert first_sends >= 5  # the pump keeps firing every 0.3 s from the first beat
     assert second_sends == 0, "two beats fired the same schedule"
     assert "beat: Acquired lock" not in second_log.read_text()
+
+
+def test_workers_killed_mid_upload_lose_nothing_and_duplicate_nothing(stack: Stack) -> None:
+    """kill -9 every worker while Personio is answering; a new worker finishes the job once."""
+    stack.sandbox.state.update_settings(latency=(1.0, 1.0))
+    request_id = new_id()
+    email = f"{request_id}@example.org"
+    try:
+        stack.send({"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b",
+                    "candidate": candidate(email, documents=[{"category": "cv", "filename": "cv.pdf", "content_base64": base64.b64encode(sample_pdf("CV")).decode()}])})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with stack.runtime.session() as session:
+                upload = session.scalar(select(Upload).where(Upload.request_id == request_id))
+                if upload is not None and upload.state == UploadState.SENDING:
+                    break
+            time.sleep(0.05)
+        time.sleep(1.5)  # inside a Personio request
+        # `celery -A worker worker …`, not the beats (`celery -A worker beat`).
+        workers = [p for p in stack.processes if list(p.args)[list(p.args).index("-A") + 2] == "worker" and p.poll() is None]
+        assert workers
+        for process in workers:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    finally:
+        stack.sandbox.state.update_settings(latency=(0.0, 0.0))
+    stack.start_worker("w-after-crash")
+    # The lease (20 s here) expires, the reconciler queues it again, the new worker sends it.
+    status = stack.wait_terminal(request_id, timeout=60)
+    assert status["state"] == "submitted", status
+    assert len([a for a in stack.sandbox.state.applications() if a["email"] == email]) == 1
+    assert any(event["reason_code"] == "lease expired; sending again" for event in status["history"])
