@@ -15,8 +15,8 @@ production does (threads pool, 32 threads); the naive worker runs with Celery's 
 from __future__ import annotations
 
 import os
-import statistics
 import sqlite3
+import statistics
 import sys
 import time
 from collections.abc import Callable

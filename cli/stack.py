@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import replace
 from typing import Any
 
-from cli.processes import ProcessGroup, beat_command, flower_basic_auth, flower_command, worker_command
+from cli.processes import (
+    ProcessGroup,
+    beat_command,
+    flower_basic_auth,
+    flower_command,
+    worker_command,
+)
 from config import Settings, load_settings
 from worker import embedded_redis
 

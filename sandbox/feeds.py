@@ -136,4 +136,4 @@ def _html_page(title: str, body: str) -> bytes:
     return (
         "<!DOCTYPE html>\n<html lang=\"de\"><head><meta charset=\"utf-8\">"
         f"<title>{escape(title)}</title></head><body>{body}</body></html>\n"
-    ).encode("utf-8")
+    ).encode()

@@ -69,7 +69,7 @@ from sandbox.config import (
     parse_latency,
     parse_rate_limit,
 )
-from sandbox.state import ENDPOINTS, FeedSnapshot, SandboxState
+from sandbox.state import FeedSnapshot, SandboxState
 
 logger = logging.getLogger("sandbox")
 
@@ -584,7 +584,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             handler(self, **params)
         except _Drop:
             self.close_connection = True
-        except (ConnectionError, socket.timeout):
+        except (TimeoutError, ConnectionError):
             self.close_connection = True
         except _BadFraming as exc:
             # The body length is unknown, so the connection cannot be reused.

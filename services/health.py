@@ -10,7 +10,12 @@ from sqlalchemy.orm import Session
 
 from models import Connection, Health
 from personio.client import PersonioClient
-from personio.errors import PersonioError, PersonioFeatureDisabled, PersonioRateLimited, PersonioUnauthorized
+from personio.errors import (
+    PersonioError,
+    PersonioFeatureDisabled,
+    PersonioRateLimited,
+    PersonioUnauthorized,
+)
 from services.connections import HEALTH_PRECEDENCE, set_health
 from services.context import RateLimiter
 from services.events import EventPublisher

@@ -28,7 +28,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import HOLDING_HEALTH, ApplicationClaim, Connection, Health, Job, ProjectLink, Upload, UploadDocument, UploadState
+from models import (
+    HOLDING_HEALTH,
+    ApplicationClaim,
+    Connection,
+    Health,
+    Job,
+    ProjectLink,
+    Upload,
+    UploadDocument,
+    UploadState,
+)
 from personio.errors import (
     PersonioAPIError,
     PersonioApplicantExists,

@@ -17,7 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Connection, DocumentSource, Priority, Upload, UploadDocument, UploadEvent, UploadState
+from models import (
+    Connection,
+    DocumentSource,
+    Priority,
+    Upload,
+    UploadDocument,
+    UploadEvent,
+    UploadState,
+)
 from services.events import EventPublisher
 from services.messages import render_both
 from services.schemas import IntakePolicy, UploadRequestInvalid, load_upload_request

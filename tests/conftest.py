@@ -24,6 +24,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
@@ -37,6 +38,7 @@ from services.context import UploadPolicy
 from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
+from tests.openapi import SpecValidationRecorder
 
 # The stand-in runs Personio's budget in miniature: 20 requests per 2 s, 2 s lock-out.
 TIME_SCALE_WINDOW = 2.0
@@ -326,3 +328,19 @@ def upload_policy() -> UploadPolicy:
         document_url_hosts=("files.example.com",),
     )
 
+
+# ------------------------------------------------------- OpenAPI-checked HTTP
+
+
+@pytest.fixture
+def recorder() -> SpecValidationRecorder:
+    """Collects every Personio request and answer that breaks Personio's OpenAPI file."""
+    return SpecValidationRecorder()
+
+
+@pytest.fixture
+def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
+    """A requests session whose traffic ``recorder`` validates against the spec."""
+    with requests.Session() as session:
+        recorder.attach(session)
+        yield session

@@ -8,7 +8,6 @@ from __future__ import annotations
 from celery import Celery
 
 from config import Settings
-
 from tasks.producer import BACKFILL_TASK, INTAKE_QUEUE, UPLOAD_TASK
 
 INTERACTIVE_QUEUE = "personio-sync.interactive"

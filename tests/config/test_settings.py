@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from config import ConfigError, RateLimitSetting, Settings, get_settings, load_settings, parse_rate_limit
+from config import (
+    ConfigError,
+    RateLimitSetting,
+    Settings,
+    get_settings,
+    load_settings,
+    parse_rate_limit,
+)
 
 
 def problems_for(env: dict[str, str]) -> list[str]:

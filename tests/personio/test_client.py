@@ -21,7 +21,13 @@ import pytest
 import requests
 import responses
 
-from personio.client import APPLICATIONS_PATH, DOCUMENTS_PATH, PersonioClient, PersonioCredentials, UploadedDocument
+from personio.client import (
+    APPLICATIONS_PATH,
+    DOCUMENTS_PATH,
+    PersonioClient,
+    PersonioCredentials,
+    UploadedDocument,
+)
 from personio.errors import (
     DOCUMENTED_REASON_CODES,
     PersonioAPIError,
@@ -60,18 +66,6 @@ def sandbox_config() -> SandboxConfig:
         custom_attributes=["custom_attribute_1"],
     )
     return SandboxConfig(companies=[company], rate_limit=50, rate_window=2.0, lockout=2.0, max_document_bytes=4096)
-
-
-@pytest.fixture
-def recorder() -> SpecValidationRecorder:
-    return SpecValidationRecorder()
-
-
-@pytest.fixture
-def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        recorder.attach(session)
-        yield session
 
 
 def make_client(http: requests.Session, base_url: str, *, token: str = TOKEN, company: int = COMPANY, timeout: tuple[float, float] = (2.0, 5.0)) -> PersonioClient:

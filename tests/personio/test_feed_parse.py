@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -104,7 +104,7 @@ def test_normal_feed_all_fields() -> None:
         occupation="software_and_web_development",
         occupation_category="it_software",
         subcompany="Example GmbH",
-        created_at=datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc),
+        created_at=datetime(2024, 1, 15, 9, 30, tzinfo=UTC),
         salary=FeedSalary(
             min=Decimal("60000.00"),
             max=None,
@@ -121,7 +121,7 @@ def test_normal_feed_all_fields() -> None:
     assert second.subcompany is None  # present but empty
     assert second.recruiting_category is None  # absent
     assert second.schedule == "full-or-part-time"
-    assert second.created_at == datetime(2023, 11, 2, 13, 5, 9, tzinfo=timezone.utc)
+    assert second.created_at == datetime(2023, 11, 2, 13, 5, 9, tzinfo=UTC)
     assert second.salary == FeedSalary(
         min=Decimal("3500"),
         max=Decimal("4200.50"),
@@ -171,7 +171,7 @@ def test_missing_optional_elements_are_none_and_whitespace_is_trimmed() -> None:
 
 def test_created_at_styles() -> None:
     jobs = {job.id: job.created_at for job in parse_feed(load("created_at_styles.xml"))}
-    instant = datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)
+    instant = datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
     assert jobs[1] == instant
     assert jobs[2] == instant
     assert jobs[2] is not None and jobs[2].utcoffset() == timedelta(hours=2)

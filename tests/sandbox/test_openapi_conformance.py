@@ -51,18 +51,6 @@ def sandbox() -> Iterator[SandboxServer]:
     server.stop()
 
 
-@pytest.fixture
-def recorder() -> SpecValidationRecorder:
-    return SpecValidationRecorder()
-
-
-@pytest.fixture
-def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        recorder.attach(session)
-        yield session
-
-
 def full_application(file_uuid: str, email: str = "alex@example.org") -> dict[str, Any]:
     return {
         "first_name": "Alex",

@@ -15,7 +15,13 @@ from models import Connection, Health, Priority, Upload, UploadState
 from ratelimit import CompanyRateLimiter
 from services.backfill import record_backfill
 from services.context import UploadPolicy
-from services.dispatch import DispatchResult, dispatch_connection, due_connections, next_due_in, reclaim_expired_leases
+from services.dispatch import (
+    DispatchResult,
+    dispatch_connection,
+    due_connections,
+    next_due_in,
+    reclaim_expired_leases,
+)
 from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher

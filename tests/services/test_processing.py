@@ -35,7 +35,13 @@ from services.dispatch import dispatch_connection
 from services.documents import DocumentFetchError
 from services.events import ListPublisher
 from services.jobs import refresh_jobs
-from services.processing import StepOutcome, StepResult, backoff_delay, build_application, process_upload
+from services.processing import (
+    StepOutcome,
+    StepResult,
+    backoff_delay,
+    build_application,
+    process_upload,
+)
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
 from services.uploads import receive_upload
@@ -95,18 +101,6 @@ class Refresher:
             events=self._events,
             now=self._clock(),
         )
-
-
-@pytest.fixture
-def recorder() -> SpecValidationRecorder:
-    return SpecValidationRecorder()
-
-
-@pytest.fixture
-def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        recorder.attach(session)
-        yield session
 
 
 @pytest.fixture

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection, DocumentSource, Health, Priority, Upload, UploadDocument, UploadEvent, UploadState
+from models import (
+    Connection,
+    DocumentSource,
+    Health,
+    Priority,
+    Upload,
+    UploadDocument,
+    UploadEvent,
+    UploadState,
+)
 from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
