@@ -124,20 +124,6 @@ def due_connections(session: Session, now: datetime, *, limit: int = 10_000, con
     return [connection_id for connection_id in due if in_flight.get(connection_id, 0) < concurrency]
 
 
-def next_due_in(session: Session, connection_id: int, now: datetime) -> float | None:
-    """Seconds until the connection's next parked upload is due (None: nothing waiting)."""
-    due = session.scalar(
-        select(func.min(Upload.next_attempt_at)).where(Upload.connection_id == connection_id, Upload.state == UploadState.QUEUED)
-    )
-    if due is None:
-        return None
-    if due.tzinfo is None:  # aggregate results bypass the column type on SQLite
-        from datetime import UTC
-
-        due = due.replace(tzinfo=UTC)
-    return max((due - now).total_seconds(), 0.0)
-
-
 def reclaim_expired_leases(session: Session, now: datetime, *, batch: int = 1000) -> int:
     """Return uploads whose lease expired to ``queued`` so they are dispatched again."""
     expired = session.scalars(

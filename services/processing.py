@@ -49,10 +49,10 @@ from personio.errors import (
     PersonioTransportError,
     PersonioUnauthorized,
 )
-from services.connections import record_channel_invalid, set_health
+from services.connections import health_message, record_channel_invalid, set_health
 from services.context import SyncDeps
 from services.documents import DocumentFetchError
-from services.messages import render_both
+from services.messages import render, render_both
 from services.schemas import format_size
 from services.uploads import finish, outcome_event, transition
 
@@ -162,9 +162,10 @@ def _park(session: Session, deps: SyncDeps, upload: Upload, park: _Park) -> Step
 def _hold(session: Session, deps: SyncDeps, upload: Upload, connection: Connection | None) -> StepResult:
     now = deps.clock()
     health = connection.health.value if connection else "unknown"
-    messages = render_both("personio-sync.held", health=render_both(f"health.{health}")["en"])
-    upload.message_en = messages["en"]
-    upload.message_de = render_both("personio-sync.held", health=render_both(f"health.{health}")["de"])["de"]
+    # "Waiting until …" plus the connection's own explanation, in each language.
+    explanation = health_message(connection) if connection else render_both("health.unchecked")
+    upload.message_en = render("personio-sync.held", "en", health=explanation["en"])
+    upload.message_de = render("personio-sync.held", "de", health=explanation["de"])
     upload.reason_code = f"health.{health}"
     upload.lease_token = None
     upload.lease_until = None

@@ -19,7 +19,6 @@ from services.dispatch import (
     DispatchResult,
     dispatch_connection,
     due_connections,
-    next_due_in,
     reclaim_expired_leases,
 )
 from services.events import ListPublisher
@@ -380,17 +379,6 @@ def test_due_connections(session: Session, cipher: TokenCipher, connection_id: i
     assert sorted(due_connections(session, clock() + timedelta(seconds=30))) == [connection_id, second]
     assert len(due_connections(session, clock(), limit=1)) == 1
     assert third not in due_connections(session, clock() + timedelta(days=1))
-
-
-def test_next_due_in(session: Session, cipher: TokenCipher, connection_id: int, intake_policy: IntakePolicy, clock: Clock) -> None:
-    assert next_due_in(session, connection_id, clock()) is None
-
-    upload_id = record(session, intake_policy, clock, "r1")
-    session.execute(update(Upload).where(Upload.id == upload_id).values(next_attempt_at=clock() + timedelta(seconds=12.5)))
-    session.commit()
-
-    assert next_due_in(session, connection_id, clock()) == pytest.approx(12.5)
-    assert next_due_in(session, connection_id, clock() + timedelta(seconds=20)) == 0.0
 
 
 def test_claims_exactly_what_the_budget_still_allows(session: Session, session_factory: sessionmaker[Session], connection_id: int, intake_policy: IntakePolicy, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock) -> None:
