@@ -2,6 +2,7 @@
 
 from models.base import Base, utcnow
 from models.connection import HOLDING_HEALTH, Connection, Health, Job, ProjectLink
+from models.outbox import OutboxEvent
 from models.upload import (
     TERMINAL_STATES,
     ApplicationClaim,
@@ -22,6 +23,7 @@ __all__ = [
     "DocumentSource",
     "Health",
     "Job",
+    "OutboxEvent",
     "Priority",
     "ProjectLink",
     "Upload",

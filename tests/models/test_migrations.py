@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, inspect
 from models import Base
 from models.db import alembic_config, migrate
 
-TABLES = {"connections", "jobs", "project_links", "uploads", "upload_documents", "upload_events", "application_claims"}
+TABLES = {"connections", "jobs", "project_links", "uploads", "upload_documents", "upload_events", "application_claims", "event_outbox"}
 
 
 def head_revision(url: str) -> str:
