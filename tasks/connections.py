@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
+from config.names import CONNECTION_LOCK_KEY
 from models import Connection, utcnow
 from services.health import check_connection
 from tasks.dispatching import dispatch_now
@@ -20,7 +21,7 @@ from worker.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "personio-sync:lock:{kind}:{connection_id}"
+LOCK_KEY = CONNECTION_LOCK_KEY
 
 
 def _locked(runtime: Runtime, kind: str, connection_id: int, work: Callable[[], None]) -> bool:
@@ -58,7 +59,7 @@ def check_health(connection_id: int) -> bool:
                 client=runtime.client_for(connection),
                 limiter=runtime.limiter,
                 refresh=runtime.refresh_jobs,
-                events=runtime.events,
+                events=runtime.events_for(session),
                 lockout=runtime.settings.lockout_seconds,
                 now=utcnow(),
             )

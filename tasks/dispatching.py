@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from config.names import BACKFILL_QUEUE, INTERACTIVE_QUEUE
 from models import Priority, utcnow
 from services.dispatch import dispatch_connection
-from worker.app import BACKFILL_QUEUE, INTERACTIVE_QUEUE
 from worker.runtime import get_runtime
 
 

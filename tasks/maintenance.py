@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from config.names import PUMP_LOCK_KEY, WAKE_KEY
 from models import utcnow
 from services.dispatch import due_connections, reclaim_expired_leases
 from tasks.dispatching import dispatch_now
 from tasks.locks import exclusively
 from worker import app
-from worker.runtime import WAKE_KEY, get_runtime
+from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def dispatch_connection_task(connection_id: int) -> None:
     dispatch_now(connection_id)
 
 
-PUMP_LOCK = "personio-sync:lock:pump"
+PUMP_LOCK = PUMP_LOCK_KEY
 
 
 @app.task(name="personio_sync.pump", acks_late=True)
@@ -41,6 +42,16 @@ def pump() -> int:
 
     exclusively(runtime.redis, PUMP_LOCK, ttl=max(runtime.settings.pump_interval * 10, 30), what="pump", work=work)
     return dispatched
+
+
+@app.task(name="personio_sync.relay_events", acks_late=True)
+def relay_events() -> int:
+    """Send committed events from the outbox to the stream: whatever the relay after each task missed.
+
+    Redis down at that moment, a relay already busy, a worker killed in between: the events
+    wait in the outbox and go out here. Two relays never send the same events at once.
+    """
+    return get_runtime().relay_events()
 
 
 @app.task(name="personio_sync.reconcile", acks_late=True)

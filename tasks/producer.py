@@ -17,9 +17,9 @@ from typing import Any
 
 from celery import Celery
 
-UPLOAD_TASK = "personio_sync.upload_candidate"
-BACKFILL_TASK = "personio_sync.start_backfill"
-INTAKE_QUEUE = "personio-sync"
+from config.names import BACKFILL_TASK, INTAKE_QUEUE, UPLOAD_TASK
+
+__all__ = ["BACKFILL_TASK", "INTAKE_QUEUE", "UPLOAD_TASK", "send_backfill", "send_upload_request"]
 
 
 @lru_cache(maxsize=8)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from config.names import BACKFILL_TASK, PROCESS_UPLOAD_TASK, UPLOAD_TASK
 from models import UploadState, utcnow
 from services.processing import process_upload
 from services.uploads import receive_upload
 from tasks.dispatching import dispatch_now
 from worker import app
-from worker.app import BACKFILL_TASK, UPLOAD_TASK
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def upload_candidate(request: dict[str, Any]) -> None:
     """The main app's entry point: record one upload request, then dispatch its company."""
     runtime = get_runtime()
     with runtime.session() as session:
-        received = receive_upload(session, request, policy=runtime.intake_policy(), events=runtime.events, now=utcnow())
+        received = receive_upload(session, request, policy=runtime.intake_policy(), events=runtime.events_for(session), now=utcnow())
     if received.created and received.connection_id is not None and received.state == UploadState.QUEUED:
         dispatch_now(received.connection_id)
 
@@ -33,17 +33,17 @@ def start_backfill(backfill: dict[str, Any]) -> None:
 
     runtime = get_runtime()
     with runtime.session() as session:
-        connection_ids = record_backfill(session, backfill, policy=runtime.intake_policy(), events=runtime.events, now=utcnow())
+        connection_ids = record_backfill(session, backfill, policy=runtime.intake_policy(), events=runtime.events_for(session), now=utcnow())
     for connection_id in connection_ids:
         dispatch_now(connection_id)
 
 
-@app.task(name="personio_sync.process_upload", acks_late=True)
+@app.task(name=PROCESS_UPLOAD_TASK, acks_late=True)
 def process_upload_task(upload_id: int, lease_token: str) -> None:
     """Send one claimed upload as far as the company's budget allows, then dispatch the next."""
     runtime = get_runtime()
     with runtime.session() as session:
-        result = process_upload(session, runtime.deps(), upload_id, lease_token)
+        result = process_upload(session, runtime.deps(session), upload_id, lease_token)
     if result.connection_id is None:
         return
     if result.wake_in is not None:

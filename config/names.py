@@ -1,0 +1,61 @@
+"""The names other processes see: Celery task and queue names, Redis keys, event types.
+
+This is the bottom layer of the contract: the main app, Flower, the dead-letter tools and
+every worker agree on these strings, so they are spelled once, here, and imported.
+"""
+
+from __future__ import annotations
+
+# The main app's queue (a Redis list of the same name) and the worker's internal queues.
+INTAKE_QUEUE = "personio-sync"
+INTERACTIVE_QUEUE = "personio-sync.interactive"
+BACKFILL_QUEUE = "personio-sync.backfill"
+MAINTENANCE_QUEUE = "personio-sync.maintenance"
+ALL_QUEUES = (INTAKE_QUEUE, INTERACTIVE_QUEUE, BACKFILL_QUEUE, MAINTENANCE_QUEUE)
+
+# Celery task names (part of the message contract for the first two).
+UPLOAD_TASK = "personio_sync.upload_candidate"
+BACKFILL_TASK = "personio_sync.start_backfill"
+PROCESS_UPLOAD_TASK = "personio_sync.process_upload"
+DISPATCH_CONNECTION_TASK = "personio_sync.dispatch_connection"
+PUMP_TASK = "personio_sync.pump"
+RECONCILE_TASK = "personio_sync.reconcile"
+REFRESH_FEED_TASK = "personio_sync.refresh_feed"
+CHECK_HEALTH_TASK = "personio_sync.check_health"
+REFRESH_ALL_FEEDS_TASK = "personio_sync.refresh_all_feeds"
+CHECK_ALL_HEALTH_TASK = "personio_sync.check_all_health"
+RELAY_EVENTS_TASK = "personio_sync.relay_events"
+
+# What each task accepts as positional arguments (no task takes keyword arguments). The
+# worker's transport refuses any other call before Celery sees it, so a message that would
+# only crash inside a task is dead-lettered with a reason instead; a test keeps this table
+# equal to the task functions' own signatures.
+TASK_ARGUMENTS: dict[str, tuple[type, ...]] = {
+    UPLOAD_TASK: (object,),  # the request is validated by the task itself, field by field
+    BACKFILL_TASK: (object,),
+    PROCESS_UPLOAD_TASK: (int, str),
+    DISPATCH_CONNECTION_TASK: (int,),
+    PUMP_TASK: (),
+    RECONCILE_TASK: (),
+    REFRESH_FEED_TASK: (int,),
+    CHECK_HEALTH_TASK: (int,),
+    REFRESH_ALL_FEEDS_TASK: (),
+    CHECK_ALL_HEALTH_TASK: (),
+    RELAY_EVENTS_TASK: (),
+}
+
+# Redis keys.
+KEY_PREFIX = "personio-sync"
+EVENTS_STREAM = f"{KEY_PREFIX}:events"
+DEAD_LETTERS_KEY = f"{KEY_PREFIX}:dead-letters"
+WAKE_KEY = f"{KEY_PREFIX}:wake:{{connection_id}}"
+PUMP_LOCK_KEY = f"{KEY_PREFIX}:lock:pump"
+CONNECTION_LOCK_KEY = f"{KEY_PREFIX}:lock:{{kind}}:{{connection_id}}"
+REDBEAT_PREFIX = f"{KEY_PREFIX}:redbeat"
+RATE_LIMIT_PREFIX = f"{KEY_PREFIX}:rl"
+
+# Event types on the events stream.
+EVENT_UPLOAD_FINISHED = "upload.finished"
+EVENT_UPLOAD_INVALID = "upload.invalid"
+EVENT_CONNECTION_HEALTH = "connection.health"
+EVENT_MESSAGE_DEAD_LETTERED = "message.dead_lettered"

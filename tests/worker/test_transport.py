@@ -1,0 +1,233 @@
+"""The hardened Redis transport: poison messages are dead-lettered, held messages stay invisible.
+
+The unit half checks ``inspect_message`` against the poison corpus and Celery's own messages;
+the other half runs kombu with this transport against a real Redis (embedded, or REDIS_URL),
+through both of kombu's read paths (BRPOP in an event loop, and RPOP for ``basic_get``).
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from kombu import Connection, Consumer, Exchange, Queue
+
+from config.names import EVENT_MESSAGE_DEAD_LETTERED, TASK_ARGUMENTS
+from tests.worker.poison import POISON, envelope
+from worker.transport import (
+    DEAD_LETTER_RAW_MAX,
+    PoisonMessage,
+    broker_url_for,
+    dead_letter_record,
+    inspect_message,
+)
+
+
+@pytest.mark.parametrize(("name", "raw", "phrase"), POISON, ids=[p[0] for p in POISON])
+def test_every_poison_message_is_refused_with_its_reason(name: str, raw: bytes, phrase: str) -> None:
+    with pytest.raises(PoisonMessage) as refused:
+        inspect_message(raw)
+    assert phrase in str(refused.value)
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(POISON) >= 20
+
+
+def test_the_readme_envelope_is_accepted() -> None:
+    inspected = inspect_message(json.dumps(envelope()).encode())
+    assert inspected.task == "personio_sync.upload_candidate"
+
+
+def test_messages_celery_itself_sends_are_accepted(real_redis_url: str) -> None:
+    """What our own code puts on the queues (send_task, countdowns, expiry) passes the check."""
+    queue = f"test-celery-{uuid.uuid4().hex[:8]}"
+    app = Celery("check", broker=real_redis_url.replace("unix://", "redis+socket://"), set_as_current=False)
+    app.conf.update(task_serializer="json")
+    sent = [
+        ("personio_sync.upload_candidate", [{"request_id": "r"}], {}),
+        ("personio_sync.process_upload", [12, "lease"], {"countdown": 1.5}),
+        ("personio_sync.pump", [], {"expires": 4}),
+        ("personio_sync.dispatch_connection", [3], {"retries": 2}),
+    ]
+    with app.connection_for_write() as connection:
+        for name, args, options in sent:
+            app.send_task(name, args=args, queue=queue, connection=connection, **options)
+        client = connection.default_channel.client
+        raws = client.lrange(queue, 0, -1)
+        client.delete(queue)
+    assert len(raws) == len(sent)
+    assert sorted(inspect_message(raw).task for raw in raws) == sorted(name for name, _, _ in sent)
+
+
+def test_argument_table_matches_the_task_functions() -> None:
+    import worker
+
+    worker.app.loader.import_default_modules()
+    registered = {name: task for name, task in worker.app.tasks.items() if name.startswith("personio_sync.")}
+    assert set(registered) == set(TASK_ARGUMENTS)
+    for name, task in registered.items():
+        parameters = list(inspect.signature(task.run).parameters.values())
+        assert len(parameters) == len(TASK_ARGUMENTS[name]), name
+        for parameter, kind in zip(parameters, TASK_ARGUMENTS[name], strict=True):
+            annotation = parameter.annotation
+            if kind is object:
+                continue
+            assert annotation in (kind, kind.__name__), (name, parameter.name, annotation)
+
+
+def test_dead_letter_record_keeps_the_bytes_and_the_task_id() -> None:
+    raw = json.dumps(envelope(properties__body_encoding="rot13")).encode()
+    record = dead_letter_record(raw, queue="personio-sync", reason="why", now=0)
+    assert base64.b64decode(record["raw_base64"]) == raw
+    assert record["complete"] is True
+    assert record["task"] == "personio_sync.upload_candidate"
+    assert record["message_id"] == json.loads(raw)["headers"]["id"]
+    assert record["at"] == "1970-01-01T00:00:00+00:00"
+
+
+def test_an_oversized_dead_letter_is_kept_truncated_and_says_so() -> None:
+    raw = b"x" * (DEAD_LETTER_RAW_MAX + 10)
+    record = dead_letter_record(raw, queue="q", reason="why")
+    assert record["complete"] is False
+    assert record["size"] == len(raw)
+    assert len(base64.b64decode(record["raw_base64"])) == DEAD_LETTER_RAW_MAX
+
+
+def test_broker_urls_select_this_transport() -> None:
+    assert broker_url_for("redis://h:6379/0") == "personio-redis://h:6379/0"
+    assert broker_url_for("rediss://h:6380/1") == "personio-rediss://h:6380/1"
+    assert broker_url_for("redis+socket:///tmp/r.sock") == "personio-redis+socket:///tmp/r.sock"
+    assert broker_url_for("memory://") == "memory://"
+
+
+# -- against a real Redis ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def broker(real_redis_url: str) -> Iterator[tuple[Connection, redis.Redis, dict[str, str]]]:
+    """A kombu connection through our transport, with keys of its own on the shared server."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"queue": f"test-poison-{suffix}", "dead": f"test-dead-{suffix}", "events": f"test-events-{suffix}"}
+    url = real_redis_url.replace("unix://", "redis+socket://")
+    options = {"visibility_timeout": 3, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+               "dead_letters_key": names["dead"], "events_stream": names["events"],
+               "unacked_key": f"unacked-{suffix}", "unacked_index_key": f"unacked_index-{suffix}",
+               "unacked_mutex_key": f"unacked_mutex-{suffix}"}
+    connection = Connection(broker_url_for(url), transport_options=options)
+    client = redis.Redis.from_url(real_redis_url)
+    try:
+        yield connection, client, names
+    finally:
+        connection.release()
+        client.delete(names["queue"], names["dead"], names["events"], f"unacked-{suffix}", f"unacked_index-{suffix}")
+        client.close()
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def _good(queue: str, request_id: str) -> bytes:
+    message = envelope([{"request_id": request_id}])
+    message["properties"]["delivery_info"]["routing_key"] = queue
+    return json.dumps(message).encode()
+
+
+def _consume(connection: Connection, queue: str, *, want: int, timeout: float = 10.0) -> list[Any]:
+    received: list[Any] = []
+    with Consumer(connection, [_queue(queue)], callbacks=[lambda body, message: received.append((body, message))], accept=["json"]):
+        deadline = time.monotonic() + timeout
+        while len(received) < want and time.monotonic() < deadline:
+            try:
+                connection.drain_events(timeout=0.5)
+            except TimeoutError:
+                pass
+    return received
+
+
+def test_poison_between_good_messages_is_dead_lettered_and_consumption_goes_on(
+    broker: tuple[Connection, redis.Redis, dict[str, str]],
+) -> None:
+    connection, client, names = broker
+    queue = names["queue"]
+    _queue(queue)(connection.default_channel).declare()
+    client.lpush(queue, _good(queue, "before"))
+    for _, raw, _ in POISON:
+        client.lpush(queue, raw)
+    client.lpush(queue, _good(queue, "after"))
+
+    received = _consume(connection, queue, want=2)
+
+    assert [body[0][0]["request_id"] for body, _ in received] == ["before", "after"]
+    for _, message in received:
+        message.ack()
+    dead = [json.loads(item) for item in reversed(client.lrange(names["dead"], 0, -1))]
+    assert len(dead) == len(POISON)
+    for record, (name, raw, phrase) in zip(dead, POISON, strict=True):
+        assert phrase in record["reason"], name
+        assert base64.b64decode(record["raw_base64"]) == raw, name
+        assert record["queue"] == queue
+    events = client.xrange(names["events"])
+    assert len(events) == len(POISON)
+    assert all(fields[b"type"] == EVENT_MESSAGE_DEAD_LETTERED.encode() for _, fields in events)
+    # Only ids and reasons: never the message itself.
+    assert not any(b"raw" in key for _, fields in events for key in fields)
+
+
+def test_the_synchronous_read_path_skips_poison_too(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
+    connection, client, names = broker
+    queue = names["queue"]
+    channel = connection.default_channel
+    _queue(queue)(channel).declare()
+    client.lpush(queue, b"not JSON")
+    client.lpush(queue, _good(queue, "good"))
+    message = channel.basic_get(queue)
+    assert message is not None
+    assert json.loads(message.body)[0][0]["request_id"] == "good"
+    assert client.llen(names["dead"]) == 1
+
+
+def test_a_held_message_is_not_redelivered_while_its_holder_lives(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
+    """The heartbeat: with a 3 s visibility timeout, a message held for 8 s stays with its holder."""
+    connection, client, names = broker
+    queue = names["queue"]
+    channel = connection.default_channel
+    _queue(queue)(channel).declare()
+    client.lpush(queue, _good(queue, "held"))
+    message = channel.basic_get(queue)
+    assert message is not None
+    held_until = time.monotonic() + 8
+    while time.monotonic() < held_until:
+        channel.refresh_visibility()  # what the worker's event loop does every timeout / 3
+        channel.qos.restore_visible(num=100, interval=1)  # what every other worker's sweep does
+        assert client.llen(queue) == 0, "a message held by a live consumer was redelivered"
+        time.sleep(0.5)
+    message.ack()
+    assert client.zcard(channel.unacked_index_key) == 0
+
+
+def test_a_dead_holders_message_comes_back_after_the_timeout(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
+    connection, client, names = broker
+    queue = names["queue"]
+    channel = connection.default_channel
+    _queue(queue)(channel).declare()
+    client.lpush(queue, _good(queue, "orphan"))
+    assert channel.basic_get(queue) is not None
+    # The holder dies: no more heartbeats. Another consumer's sweep brings it back.
+    channel.qos._delivered.clear()
+    started = time.monotonic()
+    while client.llen(queue) == 0:
+        assert time.monotonic() - started < 10, "not redelivered"
+        channel.qos.restore_visible(num=100, interval=1)
+        time.sleep(0.2)
+    assert 3 <= time.monotonic() - started + 0.5
+    assert json.loads(base64.b64decode(json.loads(client.lindex(queue, 0))["body"]))[0][0]["request_id"] == "orphan"
