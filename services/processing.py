@@ -11,6 +11,15 @@ Crash safety for the application POST, which Personio cannot deduplicate by key:
 ``application_unconfirmed`` is committed *before* the POST and cleared by a definite
 answer. If a later attempt is told ``applicant-already-exists`` while the flag is still
 set from an earlier attempt, the earlier POST created it: the upload is ``submitted``.
+
+Fencing: a step first swaps the claim's lease token for one of its own, so a second delivery
+of the same message (a redelivery after a Redis restart, or a worker whose message came back)
+finds the token gone and does nothing. Every commit of the step checks that the token is still
+its own, so a step whose lease the reconciler took back stops before its next Personio request
+and never overwrites the new owner's state.
+
+Transactions: no transaction stays open across a Personio request or a document download
+(``models.db.end_transaction``): on SQLite every transaction holds the write lock.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,6 +109,13 @@ class _Hold(Exception):
     pass
 
 
+class _Lost(Exception):
+    """The upload's lease is no longer this step's: another worker owns it now."""
+
+
+_STEP_TOKEN = "personio_sync.step_token"  # key in Session.info: the lease token this step holds
+
+
 def backoff_delay(attempt: int, deps: SyncDeps) -> float:
     """Capped exponential backoff with equal jitter: never zero, never above the cap."""
     policy = deps.policy
@@ -109,10 +125,49 @@ def backoff_delay(attempt: int, deps: SyncDeps) -> float:
 
 def process_upload(session: Session, deps: SyncDeps, upload_id: int, lease_token: str) -> StepResult:
     """Run one step for a claimed upload; see the module docstring."""
-    upload = session.get(Upload, upload_id)
-    if upload is None or upload.state != UploadState.SENDING or upload.lease_token != lease_token:
+    step_token = new_lease_token()
+    taken = session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.state == UploadState.SENDING, Upload.lease_token == lease_token)
+        .values(lease_token=step_token, lease_until=deps.clock() + timedelta(seconds=deps.policy.lease))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    upload = session.get(Upload, upload_id, populate_existing=True)
+    if not taken or upload is None:
         log.info("upload %s: message is stale (state %s); skipped", upload_id, upload.state.value if upload else "missing")
         return StepResult(StepOutcome.STALE, upload.connection_id if upload else None, upload.state if upload else None)
+    session.info[_STEP_TOKEN] = step_token
+    try:
+        return _step(session, deps, upload)
+    except _Lost:
+        log.warning("upload %s: lease taken back by the reconciler during the step; stopped", upload.request_id)
+        return StepResult(StepOutcome.STALE, upload.connection_id, None)
+    finally:
+        session.info.pop(_STEP_TOKEN, None)
+
+
+def _ensure_ours(session: Session, upload: Upload) -> None:
+    """Lock the upload's row and check its lease is still this step's; else roll back (raises _Lost).
+
+    Called before the step changes the lease itself (finish, park, hold), because a flush of
+    those changes would hide whose the row was. The row stays locked until the commit (FOR
+    UPDATE on PostgreSQL; SQLite's write lock is held from the transaction's start).
+    """
+    with session.no_autoflush:
+        current = session.execute(select(Upload.lease_token).where(Upload.id == upload.id).with_for_update()).scalar_one_or_none()
+    if current is None or current != session.info.get(_STEP_TOKEN):
+        session.rollback()
+        raise _Lost()
+
+
+def _commit(session: Session, upload: Upload) -> None:
+    """Commit the step's progress if the upload is still this step's."""
+    _ensure_ours(session, upload)
+    session.commit()
+
+
+def _step(session: Session, deps: SyncDeps, upload: Upload) -> StepResult:
     connection = session.get(Connection, upload.connection_id) if upload.connection_id is not None else None
     try:
         if connection is None:
@@ -124,9 +179,10 @@ def process_upload(session: Session, deps: SyncDeps, upload_id: int, lease_token
         _upload_documents(session, deps, upload, connection)
         _create_application(session, deps, upload, connection, job_id)
     except _Finish as done:
+        _ensure_ours(session, upload)
         finish(upload, done.state, deps.clock(), reason_code=done.reason_code, field=done.field, status=done.status, **done.params)
+        deps.events.publish(outcome_event(upload))  # commits with the outcome (outbox)
         session.commit()
-        deps.events.publish(outcome_event(upload))
         if done.state == UploadState.SUBMITTED and connection is not None and connection.health == Health.RATE_LIMITED:
             # Personio accepts requests again: the lock-out is over.
             set_health(session, connection, Health.HEALTHY, None, now=deps.clock(), events=deps.events)
@@ -140,13 +196,14 @@ def process_upload(session: Session, deps: SyncDeps, upload_id: int, lease_token
 
 
 def _park(session: Session, deps: SyncDeps, upload: Upload, park: _Park) -> StepResult:
+    _ensure_ours(session, upload)
     now = deps.clock()
     if park.count_attempt:
         upload.attempts += 1
         if upload.attempts >= deps.policy.max_attempts:
             finish(upload, UploadState.FAILED, now, reason_code="personio-sync.retries-exhausted", attempts=upload.attempts, detail=park.reason)
+            deps.events.publish(outcome_event(upload))  # commits with the outcome (outbox)
             session.commit()
-            deps.events.publish(outcome_event(upload))
             log.warning("upload %s failed after %d attempts (%s)", upload.request_id, upload.attempts, park.reason)
             return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
     if not park.keep_place:
@@ -160,6 +217,7 @@ def _park(session: Session, deps: SyncDeps, upload: Upload, park: _Park) -> Step
 
 
 def _hold(session: Session, deps: SyncDeps, upload: Upload, connection: Connection | None) -> StepResult:
+    _ensure_ours(session, upload)
     now = deps.clock()
     health = connection.health.value if connection else "unknown"
     # "Waiting until …" plus the connection's own explanation, in each language.
@@ -222,7 +280,7 @@ def _claim_application(session: Session, deps: SyncDeps, upload: Upload, connect
         try:
             with session.begin_nested():
                 session.add(ApplicationClaim(connection_id=connection.id, job_position_id=job_id, email_normalized=email, upload_id=upload.id))
-            session.commit()
+            _commit(session, upload)
             return
         except IntegrityError:
             claim = session.scalar(select(ApplicationClaim).where(*where))
@@ -233,7 +291,7 @@ def _claim_application(session: Session, deps: SyncDeps, upload: Upload, connect
     other = session.get(Upload, claim.upload_id)
     if other is None or other.state in (UploadState.REJECTED, UploadState.FAILED):
         claim.upload_id = upload.id
-        session.commit()
+        _commit(session, upload)
         return
     if other.state in (UploadState.SUBMITTED, UploadState.ALREADY_IN_PERSONIO):
         raise _Finish(UploadState.ALREADY_IN_PERSONIO, "personio-sync.already-sent")
@@ -250,7 +308,7 @@ def _take_token(deps: SyncDeps, connection: Connection, endpoint: str) -> None:
 
 def _extend_lease(session: Session, deps: SyncDeps, upload: Upload) -> None:
     upload.lease_until = deps.clock() + timedelta(seconds=deps.policy.lease)
-    session.commit()
+    _commit(session, upload)
 
 
 def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connection: Connection) -> None:
@@ -264,7 +322,7 @@ def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connecti
             # Same bytes twice in one upload: Personio already has them.
             document.personio_uuid = twin.personio_uuid
             document.uploaded_at = deps.clock()
-            session.commit()
+            _commit(session, upload)
             continue
         _take_token(deps, connection, "documents")
         _extend_lease(session, deps, upload)
@@ -277,15 +335,19 @@ def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connecti
             raise AssertionError("unreachable")  # _handle_error always raises
         document.personio_uuid = uploaded.uuid
         document.uploaded_at = deps.clock()
-        session.commit()
+        _commit(session, upload)
         log.info("upload %s: document %d uploaded", upload.request_id, document.position)
 
 
 def _document_content(session: Session, deps: SyncDeps, document: UploadDocument) -> bytes:
     if document.content is not None:
         return document.content
+    url = document.url or ""
+    # Ends the transaction (no database lock during the download) and covers the download
+    # with a fresh lease; the download itself is bounded by its total deadline.
+    _extend_lease(session, deps, document.upload)
     try:
-        content = deps.fetch_document(document.url or "")
+        content = deps.fetch_document(url)
     except DocumentFetchError as error:
         if error.permanent:
             raise _Finish(
@@ -300,7 +362,7 @@ def _document_content(session: Session, deps: SyncDeps, document: UploadDocument
     document.content = content
     document.size = len(content)
     document.sha256 = hashlib.sha256(content).hexdigest()
-    session.commit()
+    _commit(session, document.upload)
     return content
 
 
@@ -360,7 +422,7 @@ def _create_application(session: Session, deps: SyncDeps, upload: Upload, connec
             # candidate without attribution rather than not at all.
             upload.application_unconfirmed = earlier_unconfirmed
             record_channel_invalid(session, connection, now=deps.clock(), events=deps.events)
-            session.commit()
+            _commit(session, upload)
             continue
         except PersonioError as error:
             _handle_error(session, deps, upload, connection, error, application=True, earlier_unconfirmed=earlier_unconfirmed)
