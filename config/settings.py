@@ -82,6 +82,7 @@ class Settings:
     flower_basic_auth: str | None
     events_stream: str = EVENTS_STREAM
     events_maxlen: int = 100_000
+    events_relay_interval: float = 2.0  # beat: relay outbox events the relay after a task missed
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -283,6 +284,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flower_port=_integer(env, "PERSONIO_SYNC_FLOWER_PORT", 5555, problems, maximum=65535),
         flower_basic_auth=flower_auth,
         events_stream=env.get("PERSONIO_SYNC_EVENTS_STREAM", EVENTS_STREAM),
+        events_relay_interval=_duration(env, "PERSONIO_SYNC_EVENTS_RELAY_INTERVAL", "2", problems),
         log_level=log_level,
     )
     # Waits live in the database; the only timer messages are wake-ups of at most one pump

@@ -77,9 +77,8 @@ def set_health(
     resumed = 0
     if previous in HOLDING_HEALTH and health not in HOLDING_HEALTH:
         resumed = resume_held_uploads(session, connection, now=now)
-    session.commit()
-    log.info("connection %s health %s -> %s (%s); %d held uploads resumed", connection.id, previous.value, health.value, reason, resumed)
     message = health_message(connection)
+    # Published before the commit: the event commits with the health change (outbox).
     events.publish(
         {
             "type": "connection.health",
@@ -93,6 +92,8 @@ def set_health(
             "at": now.isoformat(),
         }
     )
+    session.commit()
+    log.info("connection %s health %s -> %s (%s); %d held uploads resumed", connection.id, previous.value, health.value, reason, resumed)
     return True
 
 

@@ -141,6 +141,8 @@ def receive_upload(
     if connection is None:
         finish(upload, UploadState.REJECTED, now, reason_code="personio-sync.connection-not-found", field="account_id")
     session.add(upload)
+    if upload.is_terminal:
+        events.publish(outcome_event(upload))  # commits with the upload (outbox)
     try:
         session.commit()
     except IntegrityError:
@@ -149,8 +151,6 @@ def receive_upload(
         winner = session.scalars(select(Upload).where(Upload.request_id == request["request_id"])).one()
         return Received(winner.id, winner.connection_id, winner.state, created=False)
     log.info("upload %s recorded as %s", upload.request_id, upload.state.value)
-    if upload.is_terminal:
-        events.publish(outcome_event(upload))
     return Received(upload.id, upload.connection_id, upload.state, created=True)
 
 
@@ -170,6 +170,7 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
                 "at": now.isoformat(),
             }
         )
+        session.commit()  # the event is the only record of this request
         return Received(None, None, UploadState.REJECTED, created=False)
     existing = session.scalar(select(Upload).where(Upload.request_id == invalid.request_id))
     if existing is not None:
@@ -188,13 +189,13 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
     transition(upload, UploadState.QUEUED, now)
     finish(upload, UploadState.REJECTED, now, reason_code="personio-sync.invalid-request", field=field_names[:128], details=details)
     session.add(upload)
+    events.publish({**outcome_event(upload), "errors": invalid.errors})  # commits with the upload (outbox)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
         winner = session.scalars(select(Upload).where(Upload.request_id == invalid.request_id)).one()
         return Received(winner.id, winner.connection_id, winner.state, created=False)
-    events.publish({**outcome_event(upload), "errors": invalid.errors})
     return Received(upload.id, None, upload.state, created=True)
 
 

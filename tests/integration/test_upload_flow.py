@@ -117,7 +117,7 @@ def test_reconciler_sends_an_upload_whose_message_was_lost(stack: Stack) -> None
         from services.uploads import receive_upload
 
         received = receive_upload(session, {"request_id": request_id, "account_id": "acct-a", "project_id": "proj-a", "candidate": candidate(email)},
-                                  policy=stack.runtime.intake_policy(), events=stack.runtime.events, now=utcnow())
+                                  policy=stack.runtime.intake_policy(), events=stack.runtime.events_for(session), now=utcnow())
         upload = session.get(Upload, received.upload_id)
         assert upload is not None
         upload.state = UploadState.SENDING
