@@ -55,6 +55,17 @@ def create_db_engine(database_url: str, **kwargs: Any) -> Engine:
     return create_engine(database_url, pool_pre_ping=True, **kwargs)
 
 
+def end_transaction(session: Session) -> None:
+    """Commit what is pending and end the open transaction, if any.
+
+    The rule for network I/O: a service calls this before every request to Personio, a jobs
+    feed or a document host, so no transaction — and on SQLite, whose every transaction here
+    holds the single write lock from BEGIN IMMEDIATE — stays open while a remote host answers.
+    """
+    if session.in_transaction():
+        session.commit()
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import FEED_LANGUAGES
 from models import Connection, Health
+from models.db import end_transaction
 from personio.client import PersonioClient, PersonioCredentials
 from personio.domain import InvalidJobsDomain, feed_url, normalise_jobs_domain
 from personio.feed import FeedDisabled, FeedError, FeedInvalid, fetch_feed
@@ -105,6 +106,7 @@ def connect_account(
     assert company_id is not None and domain is not None
 
     client = client_factory(PersonioCredentials(company_id, token))
+    end_transaction(session)  # no database lock while Personio and the feed answer
     credentials, reason = probe_credentials(client, limiter, lockout=lockout)
     if credentials == Health.HEALTHY:
         checks.append(_check("access_token", True, "connect.credentials_ok"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from services.schemas import host_allowed
 
@@ -28,16 +30,29 @@ def fetch_document(
     allowed_hosts: tuple[str, ...],
     max_bytes: int,
     timeout: tuple[float, float] = (5.0, 30.0),
+    deadline: float = 60.0,
 ) -> bytes:
-    """Download ``url``; redirects are followed only to allowed https hosts."""
+    """Download ``url``; redirects are followed only to allowed https hosts.
+
+    ``deadline`` bounds the whole download (redirects included), not each read: a host that
+    trickles a byte a second never trips a read timeout, but it does trip this.
+    """
+    give_up_at = time.monotonic() + deadline
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname or parts.username or parts.port not in (None, 443):
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise DocumentFetchError("personio-sync.document-url-forbidden", "the URL is malformed", permanent=True) from None
+        if parts.scheme != "https" or not parts.hostname or parts.username or port not in (None, 443):
             raise DocumentFetchError("personio-sync.document-url-forbidden", "only plain https URLs are allowed", permanent=True)
         if not host_allowed(parts.hostname, allowed_hosts):
             raise DocumentFetchError("personio-sync.document-url-forbidden", f"host {parts.hostname} is not allowed", permanent=True)
+        remaining = give_up_at - time.monotonic()
+        if remaining <= 0:
+            raise DocumentFetchError("personio-sync.document-fetch-failed", f"not downloaded within {deadline:g} s", permanent=False)
         try:
-            response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+            response = session.get(url, stream=True, timeout=(min(timeout[0], remaining), min(timeout[1], remaining)), allow_redirects=False)
         except requests.RequestException as exc:
             raise DocumentFetchError("personio-sync.document-fetch-failed", type(exc).__name__, permanent=False) from exc
         with response:
@@ -54,12 +69,19 @@ def fetch_document(
             chunks: list[bytes] = []
             received = 0
             try:
-                for chunk in response.iter_content(64 * 1024):
+                while True:
+                    # read1 returns whatever has arrived (at most 64 KiB), so the deadline is
+                    # checked however slowly the bytes come.
+                    chunk = response.raw.read1(64 * 1024, decode_content=True)
+                    if not chunk:
+                        break
                     received += len(chunk)
                     if received > max_bytes:
                         raise DocumentFetchError("personio-sync.document-too-large", f"more than {max_bytes} bytes", permanent=True)
+                    if time.monotonic() > give_up_at:
+                        raise DocumentFetchError("personio-sync.document-fetch-failed", f"not downloaded within {deadline:g} s", permanent=False)
                     chunks.append(chunk)
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise DocumentFetchError("personio-sync.document-fetch-failed", type(exc).__name__, permanent=False) from exc
             if received == 0:
                 raise DocumentFetchError("personio-sync.document-fetch-failed", "empty file", permanent=True)

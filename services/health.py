@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from models import Connection, Health
+from models.db import end_transaction
 from personio.client import PersonioClient
 from personio.errors import (
     PersonioError,
@@ -73,6 +74,7 @@ def check_connection(
     lockout: float,
     now: datetime,
 ) -> Health:
+    end_transaction(session)  # no database lock while Personio answers the probe
     credentials, reason = probe_credentials(client, limiter, lockout=lockout)
     if credentials == Health.HEALTHY:
         connection.credentials_ok_at = now

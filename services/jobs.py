@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Connection, Health, Job
+from models.db import end_transaction
 from personio.domain import feed_url
 from personio.feed import FeedDisabled, FeedError, FeedJob, fetch_feed
 from services.connections import observe_feed
@@ -110,6 +111,7 @@ def refresh_jobs(
 ) -> RefreshResult:
     """Fetch the connection's feed and bring the cache in step; record feed health."""
     url = feed_url(feed_url_template, connection.jobs_domain, connection.feed_language)
+    end_transaction(session)  # no database lock while the feed's host answers
     try:
         fetched = fetch_feed(
             http,
