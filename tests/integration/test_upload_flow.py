@@ -86,8 +86,20 @@ def test_invalid_request_is_rejected_with_field_errors_and_an_event(stack: Stack
     assert status["reason_code"] == "personio-sync.invalid-request"
     for field_name in ("candidate.email", "candidate.documents.0.category", "candidate.documents.0.filename"):
         assert field_name in status["message"]["en"]
-    events = stack.runtime.redis.xrange(stack.runtime.settings.events_stream)
-    assert any(fields.get("request_id") == request_id and fields.get("outcome") == "rejected" for _, fields in events)
+    # The event follows the outcome's commit (relayed from the outbox) with an id to deduplicate by.
+    event = wait_event(stack, request_id)
+    assert event["outcome"] == "rejected" and event["type"] == "upload.finished"
+    assert str(uuid.UUID(event["event_id"])) == event["event_id"]
+
+
+def wait_event(stack: Stack, request_id: str, timeout: float = 10.0) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _, fields in stack.runtime.redis.xrange(stack.runtime.settings.events_stream):
+            if fields.get("request_id") == request_id:
+                return fields
+        time.sleep(0.05)
+    raise AssertionError(f"no event for {request_id} on the stream after {timeout}s")
 
 
 def test_raw_redis_message_from_a_non_python_producer(stack: Stack) -> None:

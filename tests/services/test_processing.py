@@ -25,7 +25,16 @@ import responses
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import ApplicationClaim, Connection, Health, Job, ProjectLink, Upload, UploadState
+from models import (
+    ApplicationClaim,
+    Connection,
+    Health,
+    Job,
+    OutboxEvent,
+    ProjectLink,
+    Upload,
+    UploadState,
+)
 from personio.client import APPLICATIONS_PATH, DOCUMENTS_PATH, PersonioClient, PersonioCredentials
 from ratelimit import CompanyRateLimiter
 from sandbox import SandboxServer
@@ -33,7 +42,7 @@ from services.connections import set_health
 from services.context import SyncDeps, UploadPolicy
 from services.dispatch import dispatch_connection
 from services.documents import DocumentFetchError
-from services.events import ListPublisher
+from services.events import ListPublisher, OutboxPublisher
 from services.jobs import refresh_jobs
 from services.processing import (
     StepOutcome,
@@ -1258,6 +1267,23 @@ def test_outcome_events_carry_no_candidate_data(
         assert secret not in text
     for event in finished:
         assert set(event) == {"type", "request_id", "account_id", "project_id", "outcome", "reason_code", "field", "job_position_id", "message_en", "message_de", "at"}
+
+
+def test_outcome_event_is_committed_with_the_outcome(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: the step publishes into its own session, as the worker does (the outbox)
+    upload_id = record(session, intake_policy, clock)
+
+    # when
+    result = step(session, session_factory, replace(deps, events=OutboxPublisher(session)), upload_id)
+
+    # then: another session sees the outcome and its event together
+    assert result.state == UploadState.SUBMITTED
+    with session_factory() as reader:
+        [row] = reader.scalars(select(OutboxEvent)).all()
+        assert reader.get(Upload, upload_id).state == UploadState.SUBMITTED  # type: ignore[union-attr]
+    assert (row.type, row.payload["request_id"], row.payload["outcome"]) == ("upload.finished", "req-1", "submitted")
 
 
 def test_build_application_maps_candidate_fields(session: Session, connection: Connection, intake_policy: IntakePolicy, clock: Clock) -> None:
