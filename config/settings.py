@@ -72,6 +72,7 @@ class Settings:
     worker_concurrency: int
     inline_document_max_bytes: int
     url_document_max_bytes: int
+    document_fetch_deadline: float
     document_url_hosts: tuple[str, ...]
     feed_refresh_interval: float
     health_check_interval: float
@@ -232,7 +233,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if language not in LANGUAGES:
         problems.append(f"PERSONIO_SYNC_LANGUAGE={language!r} must be one of {', '.join(LANGUAGES)}.")
 
-    visibility_timeout = _duration(env, "PERSONIO_SYNC_VISIBILITY_TIMEOUT", "600", problems)
+    visibility_timeout = _duration(env, "PERSONIO_SYNC_VISIBILITY_TIMEOUT", "30", problems)
+    lease = _duration(env, "PERSONIO_SYNC_LEASE", "300", problems)
     backoff_cap = _duration(env, "PERSONIO_SYNC_BACKOFF_CAP", "600", problems)
 
     hosts = tuple(
@@ -270,11 +272,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backoff_base=_duration(env, "PERSONIO_SYNC_BACKOFF_BASE", "2", problems),
         backoff_cap=backoff_cap,
         visibility_timeout=visibility_timeout,
-        lease_seconds=_duration(env, "PERSONIO_SYNC_LEASE", "300", problems),
+        lease_seconds=lease,
         company_concurrency=_integer(env, "PERSONIO_SYNC_COMPANY_CONCURRENCY", 2, problems),
         worker_concurrency=_integer(env, "PERSONIO_SYNC_WORKER_CONCURRENCY", 32, problems),
         inline_document_max_bytes=_integer(env, "PERSONIO_SYNC_INLINE_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, problems),
         url_document_max_bytes=_integer(env, "PERSONIO_SYNC_URL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024, problems),
+        # Unset: 60 s, or half the lease when the lease is shorter (a download runs under it).
+        document_fetch_deadline=_duration(env, "PERSONIO_SYNC_DOCUMENT_FETCH_DEADLINE", f"{min(60.0, lease / 2):g}", problems),
         document_url_hosts=hosts,
         feed_refresh_interval=_duration(env, "PERSONIO_SYNC_FEED_REFRESH_INTERVAL", "900", problems),
         health_check_interval=_duration(env, "PERSONIO_SYNC_HEALTH_CHECK_INTERVAL", "3600", problems),
@@ -287,12 +291,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         events_relay_interval=_duration(env, "PERSONIO_SYNC_EVENTS_RELAY_INTERVAL", "2", problems),
         log_level=log_level,
     )
-    # Waits live in the database; the only timer messages are wake-ups of at most one pump
-    # interval, which must stay far below the visibility timeout (reliability.md §1.3).
-    if settings.pump_interval * 10 > visibility_timeout:
+    # Workers stamp the messages they hold every third of the visibility timeout; below a few
+    # seconds a busy event loop could miss a stamp and let a live worker's message be redelivered.
+    if settings.document_fetch_deadline >= settings.lease_seconds:
         problems.append(
-            f"PERSONIO_SYNC_PUMP_INTERVAL ({settings.pump_interval:g}s) must be at most a tenth of "
-            f"PERSONIO_SYNC_VISIBILITY_TIMEOUT ({visibility_timeout:g}s), or Redis could redeliver a wake-up still held by a worker."
+            f"PERSONIO_SYNC_DOCUMENT_FETCH_DEADLINE ({settings.document_fetch_deadline:g}s) must be shorter than "
+            f"PERSONIO_SYNC_LEASE ({settings.lease_seconds:g}s): a download runs under the upload's lease."
+        )
+    if visibility_timeout < 6:
+        problems.append(
+            f"PERSONIO_SYNC_VISIBILITY_TIMEOUT ({visibility_timeout:g}s) must be at least 6 s; it is how long "
+            "a killed worker's messages stay invisible (default 30 s)."
         )
     if problems:
         raise ConfigError(problems)

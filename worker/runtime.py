@@ -193,7 +193,8 @@ class Runtime:
             events=self.events_for(session),
             wake=self.wake,
             fetch_document=lambda url: fetch_document(
-                self.http, url, allowed_hosts=self.settings.document_url_hosts, max_bytes=self.settings.url_document_max_bytes, timeout=self.timeout
+                self.http, url, allowed_hosts=self.settings.document_url_hosts, max_bytes=self.settings.url_document_max_bytes,
+                timeout=self.timeout, deadline=self.settings.document_fetch_deadline,
             ),
             refresh_jobs=self.refresh_jobs,
         )

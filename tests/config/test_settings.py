@@ -52,7 +52,7 @@ def test_defaults_without_any_variable(tmp_path: Path, monkeypatch: pytest.Monke
     assert (settings.http_connect_timeout, settings.http_read_timeout) == (5.0, 30.0)
     assert settings.max_attempts == 8
     assert (settings.backoff_base, settings.backoff_cap) == (2.0, 600.0)
-    assert settings.visibility_timeout == 600.0
+    assert settings.visibility_timeout == 30.0
     assert settings.lease_seconds == 300.0
     assert (settings.company_concurrency, settings.worker_concurrency) == (2, 32)
     assert settings.inline_document_max_bytes == 10 * 1024 * 1024
@@ -257,7 +257,7 @@ def test_empty_database_url_means_sqlite_in_the_data_dir(tmp_path: Path) -> None
         ("PERSONIO_SYNC_FEED_REFRESH_INTERVAL", "hourly", "number of seconds"),
         ("PERSONIO_SYNC_HEALTH_CHECK_INTERVAL", "0", "greater than zero"),
         ("PERSONIO_SYNC_RECONCILE_INTERVAL", "1d", "number of seconds"),
-        ("PERSONIO_SYNC_PUMP_INTERVAL", "61", "at most a tenth of PERSONIO_SYNC_VISIBILITY_TIMEOUT"),
+        ("PERSONIO_SYNC_VISIBILITY_TIMEOUT", "5", "must be at least 6 s"),
         ("PERSONIO_SYNC_FLOWER_PORT", "http", "integer such as 5555"),
         ("PERSONIO_SYNC_FLOWER_BASIC_AUTH", "admin", "user:password"),
         ("PERSONIO_SYNC_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING or ERROR"),
