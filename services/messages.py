@@ -42,6 +42,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio could not be reached after {attempts} attempts; the upload was given up. Please try again later.",
         "Personio war nach {attempts} Versuchen nicht erreichbar; der Upload wurde abgebrochen. Bitte später erneut versuchen.",
     ),
+    "personio-sync.intake-failed": (
+        "The upload request could not be recorded because of an internal error; nothing was sent to Personio. Please upload the candidate again; if it keeps failing, tell the operators.",
+        "Die Upload-Anfrage konnte wegen eines internen Fehlers nicht erfasst werden; an Personio wurde nichts gesendet. Bitte den Kandidaten erneut hochladen; tritt der Fehler wieder auf, bitte den Betrieb informieren.",
+    ),
     # Our own checks
     "personio-sync.invalid-request": (
         "The upload request is incomplete or invalid: {details}",
