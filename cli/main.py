@@ -220,23 +220,92 @@ def cmd_connections(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def _upload_item_problem(item: Any) -> str | None:
+    """Why one item of an upload file cannot be sent (never quoting its values), or None.
+
+    Only what would make the request untrackable is refused here; the worker checks the rest
+    of the contract and records the outcome under the request_id.
+    """
+    from services.schemas import text_problem, usable_request_id
+
+    if not isinstance(item, dict):
+        return f"must be a JSON object (an upload request), not {_json_kind(item)}; see the README's message contract."
+    if usable_request_id(item.get("request_id")) is None:
+        raw = item.get("request_id")
+        if isinstance(raw, str) and text_problem(raw):
+            return "request_id: contains characters that are not valid text; send UTF-8 text."
+        return (
+            "request_id: is required and must be 1–128 characters of letters, digits and . _ : -, "
+            "starting with a letter or digit (a UUID is ideal); without it the outcome could not be tracked."
+        )
+    return None
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     from tasks.producer import send_upload_request
 
     settings = _settings()
-    runtime = _runtime(settings)
-    with open(args.file, encoding="utf-8") as handle:
-        payload = json.load(handle)
-    requests_ = payload if isinstance(payload, list) else [payload]
-    ids = [r.get("request_id") if isinstance(r, dict) else None for r in requests_]
-    for request in requests_:
-        send_upload_request(request, broker_url=settings.broker_url)
-    if not args.wait:
-        _print({"queued": ids}, args.json, "\n".join(f"queued {i}" for i in ids))
-        return 0
-    results = [wait_for_outcome(runtime, i, timeout=args.timeout) for i in ids if i]
-    _print(results, args.json, "\n".join(_status_line(r) for r in results))
-    return 0 if all(r and r["terminal"] for r in results) else 1
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            payload = json.load(handle)
+    except OSError as error:
+        print(f"cannot read {args.file}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as error:
+        print(f"{args.file} is not UTF-8 text (byte {error.start}); save it as UTF-8 JSON.", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as error:
+        print(f"{args.file} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.", file=sys.stderr)
+        return 2
+    except ValueError:  # e.g. a number of more than 4300 digits
+        print(f"{args.file} holds a value JSON readers refuse (such as a number thousands of digits long).", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{args.file} is nested too deeply to read; an upload request is a few levels deep.", file=sys.stderr)
+        return 2
+    is_list = isinstance(payload, list)
+    items = payload if is_list else [payload]
+    refused: list[dict[str, Any]] = []
+    ready: list[tuple[int, dict[str, Any]]] = []
+    for index, item in enumerate(items):
+        problem = _upload_item_problem(item)
+        if problem is None:
+            ready.append((index, item))
+        else:
+            refused.append({"index": index, "error": problem})
+    ids: list[str] = []
+    runtime = _runtime(settings) if ready else None
+    for index, item in ready:
+        try:
+            send_upload_request(item, broker_url=settings.broker_url)
+        except Exception as error:  # the broker is down or refuses: report, go on
+            refused.append({"index": index, "error": f"could not be queued ({type(error).__name__}); check REDIS_URL and send it again."})
+        else:
+            ids.append(item["request_id"])
+    refused.sort(key=lambda r: r["index"])
+    for entry in refused:
+        where = f"item {entry['index']}" if is_list else str(args.file)
+        print(f"{where}: not sent: {entry['error']}", file=sys.stderr)
+    if not items:
+        print(f"{args.file} holds an empty list; nothing was sent.", file=sys.stderr)
+    if not args.wait or runtime is None:
+        _print({"queued": ids, "refused": refused}, args.json, "\n".join(f"queued {i}" for i in ids) if ids else "nothing queued")
+        return 1 if refused else 0
+    results = [wait_for_outcome(runtime, i, timeout=args.timeout) for i in ids]
+    _print({"queued": ids, "outcomes": results, "refused": refused}, args.json, "\n".join(_status_line(r) for r in results))
+    return 0 if not refused and all(r and r["terminal"] for r in results) else 1
 
 
 def wait_for_outcome(runtime: Any, request_id: str, *, timeout: float) -> dict[str, Any] | None:
@@ -304,6 +373,40 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         backfill = json.load(handle)
     send_backfill(backfill, broker_url=settings.broker_url)
     _print({"queued": backfill.get("backfill_id")}, args.json, f"backfill {backfill.get('backfill_id')} queued")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from services.dead_letters import (
+        DeadLetterError,
+        drop_dead_letters,
+        list_dead_letters,
+        requeue_dead_letters,
+    )
+
+    runtime = _runtime(_settings())
+    ids = None if args.all else list(args.ids)
+    if args.action != "list" and not ids and not args.all:
+        print(f"name the dead letters to {args.action} (their ids), or --all", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "requeue":
+            letters = requeue_dead_letters(runtime.redis, ids)
+        elif args.action == "drop":
+            letters = drop_dead_letters(runtime.redis, ids)
+        else:
+            letters = list_dead_letters(runtime.redis)
+    except DeadLetterError as error:
+        print(error, file=sys.stderr)
+        return 1
+    summaries = [letter.summary() for letter in letters]
+    if args.action == "list":
+        text = "\n".join(
+            f"{s['at']}  {s['id']}  {s['queue']}  {s['task'] or '-'}  {s['size']} bytes  {s['reason']}" for s in summaries
+        ) or "no dead letters"
+    else:
+        text = f"{'requeued' if args.action == 'requeue' else 'dropped'} {len(summaries)} dead letter(s)"
+    _print({args.action if args.action != "list" else "dead_letters": summaries}, args.json, text)
     return 0
 
 
@@ -376,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "show an upload's state and history", json_flag=True)
     p.add_argument("request_id")
     p.add_argument("--language", choices=("en", "de"), default=None)
+
+    p = add("dead-letters", cmd_dead_letters, "list, requeue or drop messages our queues refused", json_flag=True)
+    p.add_argument("action", nargs="?", choices=("list", "requeue", "drop"), default="list")
+    p.add_argument("ids", nargs="*", help="dead letter ids (from the list)")
+    p.add_argument("--all", action="store_true", help="every dead letter")
 
     add("rotate-keys", cmd_rotate_keys, "re-encrypt every stored token under the newest key", json_flag=True)
 
