@@ -334,6 +334,9 @@ class Channel(kombu_redis.Channel):
         )
         event = {
             "type": EVENT_MESSAGE_DEAD_LETTERED,
+            # Written straight to the stream (no database is involved in refusing a message);
+            # the dead letter's id doubles as the event id consumers deduplicate by.
+            "event_id": record["id"],
             "dead_letter_id": record["id"],
             "queue": queue,
             "reason": reason,

@@ -279,3 +279,28 @@ def test_workers_killed_mid_upload_lose_nothing_and_duplicate_nothing(stack: Sta
     assert status["state"] == "submitted", status
     assert len([a for a in stack.sandbox.state.applications() if a["email"] == email]) == 1
     assert any(event["reason_code"] == "lease expired; sending again" for event in status["history"])
+
+
+def test_messages_a_killed_worker_held_come_back_within_a_minute(stack: Stack) -> None:
+    """An intake message held by a worker (a countdown) is delivered again after kill -9, unsent by anyone."""
+    request_id = new_id()
+    from tasks.producer import _producer
+
+    _producer(stack.runtime.settings.broker_url).send_task(
+        "personio_sync.upload_candidate", args=[{"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b",
+                                                 "candidate": candidate(f"{request_id}@example.org")}],
+        queue="personio-sync", countdown=3,
+    )
+    deadline = time.monotonic() + 10
+    while not stack.runtime.redis.hlen("unacked"):  # a worker reserved it and holds it until the countdown ends
+        assert time.monotonic() < deadline, "no worker reserved the message"
+        time.sleep(0.05)
+    workers = [p for p in stack.processes if list(p.args)[list(p.args).index("-A") + 2] == "worker" and p.poll() is None]
+    for process in workers:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    killed_at = time.monotonic()
+    stack.start_worker("w-after-kill")
+    status = stack.wait_terminal(request_id, timeout=75)
+    assert status["state"] == "submitted", status
+    assert time.monotonic() - killed_at < 60
