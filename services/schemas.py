@@ -1,7 +1,13 @@
 """The upload request contract, validated with marshmallow before any Personio request.
 
 Every refusal names the field and says how to fix it. Limits mirror Personio's (document
-types, 20 MB, dates) so a request Personio would refuse is refused here, for free.
+types, 20 MB, dates, email format) so a request Personio would refuse is refused here, for free.
+
+Refusals travel in ``upload.finished``/``upload.invalid`` events, which carry ids and outcomes
+only. So no message ever quotes a submitted value, and a field is named by its path
+(``candidate.documents.0.url``); a field name that is not a plain name (letters, digits,
+``_``, ``-``, at most 64) is named by its position instead (``candidate.<key #3>``). Every
+message is plain, encodable text even when the request was not.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
@@ -35,8 +42,28 @@ SYSTEM_ATTRIBUTES = ("birthday", "gender", "location", "phone", "available_from"
 GENDERS = ("male", "female", "diverse", "undefined")
 PERSONIO_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 MAX_DOCUMENTS = 10
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_CUSTOM_ATTRIBUTE = re.compile(r"^custom_attribute_\d+$")
+MAX_TAGS = 50
+MAX_URL_LENGTH = 2048
+MAX_EMAIL_LENGTH = 255
+# At most this many refusals are listed; the rest are counted in one last line.
+MAX_ERRORS = 25
+# Deeper paths are cut to this many parts (followed by "…") in messages.
+MAX_PATH_PARTS = 12
+
+# Every regex that validates a whole value is used with fullmatch: "$" would let a trailing
+# newline through. Character classes are spelled out ([0-9], not \d, which matches any
+# script's digits).
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_CUSTOM_ATTRIBUTE = re.compile(r"custom_attribute_[0-9]{1,20}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Text that cannot be stored or sent: lone UTF-16 surrogates (a JSON "\ud800" without its
+# partner decodes to one; such a string has no UTF-8 form, so the database, Redis and Personio
+# all choke on it) and NUL (PostgreSQL text cannot hold it). A Python str holds nothing
+# else that UTF-8 cannot encode.
+_BAD_TEXT = re.compile("[\ud800-\udfff\x00]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 # The operator's limits reach the nested schemas through a context variable (marshmallow 4
 # removes schema.context).
 _POLICY: ContextVar[IntakePolicy] = ContextVar("intake_policy")
@@ -52,18 +79,171 @@ class IntakePolicy:
     today: date
 
 
+# ------------------------------------------------------------------ text and ids
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is not storable text (for a message), or None when it is fine."""
+    found = _BAD_TEXT.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "NUL character"
+    return "unpaired UTF-16 surrogate"
+
+
+def _bad_text_message(problem: str) -> str:
+    if problem == "NUL character":
+        return "contains characters that are not valid text (NUL character); send UTF-8 text without NUL characters."
+    return f"contains characters that are not valid text ({problem}); send UTF-8 text."
+
+
+def usable_request_id(value: Any) -> str | None:
+    """``value`` if it is a valid request_id (the idempotency key), else None."""
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def printable_id(value: Any, max_length: int = 128) -> str | None:
+    """``value`` if it is an id that is safe to store and publish as given, else None.
+
+    Safe: a string of 1 to ``max_length`` characters, valid text, no control characters.
+    Used for ids of refused requests, which are kept and published only when safe.
+    """
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+        return None
+    if text_problem(value) is not None or _CONTROL.search(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------- email
+
+# Personio's application endpoint checks the email's format (its OpenAPI file declares
+# "format: email" and it answers errors.attribute-validation.invalid-email-format). A
+# request Personio will refuse should not cost one of the company's 20 requests a minute,
+# so we check what such validators check: one @; a local part of letters, digits and
+# ! # $ % & ' * + / = ? ^ _ ` { | } ~ - with single dots between (no quoted forms), at most
+# 64; a host name with at least one dot, labels of letters, digits and inner hyphens, a
+# top-level domain of two or more letters (or an xn-- punycode one); no IP literals, no
+# spaces; at most 255 characters in all. Internationalised addresses pass: non-ASCII
+# letters in the local part, and domains whose IDNA (punycode) form passes the same rules.
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_TLD = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
+
+
+def email_problem(email: str) -> str | None:
+    """What is wrong with ``email`` (a fix, never the value), or None when it is plausible."""
+    if len(email) > MAX_EMAIL_LENGTH:
+        return f"it is longer than {MAX_EMAIL_LENGTH} characters"
+    if any(c.isspace() for c in email) or _CONTROL.search(email):
+        return "it must not contain spaces or control characters"
+    if email.count("@") != 1:
+        return "it needs exactly one @ between the name and the domain, as in name@example.com"
+    local, domain = email.split("@")
+    if not local or len(local) > 64:
+        return "the part before the @ must be 1–64 characters"
+    # Non-ASCII letters and digits count as letters (internationalised addresses).
+    ascii_local = "".join("a" if ord(c) > 127 and c.isalnum() else c for c in local)
+    if not _LOCAL_PART.fullmatch(ascii_local):
+        return (
+            "the part before the @ may hold letters, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ - "
+            "with single dots between them (no dot first or last)"
+        )
+    labels = domain.split(".")
+    if len(labels) < 2:
+        return "the domain needs a dot and a top-level domain, as in example.com"
+    ascii_labels = []
+    for label in labels:
+        if label and not label.isascii():
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError:
+                return "the domain is not a valid internationalised domain name"
+        if not _LABEL.fullmatch(label):
+            return "each part of the domain must be 1–63 letters, digits or inner hyphens"
+        ascii_labels.append(label)
+    if len(".".join(ascii_labels)) > 253:
+        return "the domain is longer than 253 characters"
+    if not _TLD.fullmatch(ascii_labels[-1]):
+        return "the domain must end in a top-level domain of letters, such as .com or .de"
+    return None
+
+
+# ------------------------------------------------------------------- fields
+
+_COMMON_ERRORS = {
+    "required": "is required but missing.",
+    "null": "must not be null.",
+    "validator_failed": "is not valid.",
+}
+
+
+class _Text(fields.String):
+    default_error_messages = {**_COMMON_ERRORS, "invalid": "must be a string.", "invalid_utf8": "must be UTF-8 text."}
+
+
+class _List(fields.List):
+    default_error_messages = {**_COMMON_ERRORS, "invalid": "must be a list."}
+
+
+class _Nested(fields.Nested):
+    default_error_messages = {**_COMMON_ERRORS, "type": "must be an object."}
+
+
+class _Raw(fields.Raw):
+    default_error_messages = _COMMON_ERRORS
+
+
+_UNKNOWN = "is not part of the contract; remove it (see the README's message contract)."
+_BAD_NAME = "is a field name that "
+
+
+class _Contract(Schema):
+    error_messages = {"type": "must be an object.", "unknown": _UNKNOWN}
+
+    class Meta:
+        unknown = RAISE
+
+
+def _length(low: int, high: int) -> validate.Length:
+    if low == 0:
+        return validate.Length(max=high, error=f"must be at most {high} characters.")
+    return validate.Length(min=low, max=high, error=f"must be {low}–{high} characters.")
+
+
+def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
+    return validate.OneOf(choices, error="must be one of: " + ", ".join(choices) + ".")
+
+
 def _name(value: str) -> None:
     if not value.strip():
         raise ValidationError("must not be empty or only spaces.")
 
 
-def _iso_date(text: str, what: str) -> date:
+def _request_id(value: str) -> None:
+    if not _ID.fullmatch(value):
+        raise ValidationError("must be 1–128 characters of letters, digits and . _ : -, starting with a letter or digit (a UUID is ideal).")
+
+
+def _plain_id(value: str) -> None:
+    if _CONTROL.search(value):
+        raise ValidationError("must not contain control characters such as line breaks or tabs.")
+
+
+def _email(value: str) -> None:
+    problem = email_problem(value)
+    if problem is not None:
+        raise ValidationError(f"is not a valid email address: {problem}.")
+
+
+def _iso_date(text: str) -> date:
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if not _ISO_DATE.fullmatch(text):
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise ValidationError(f"{what} must be a date in the form YYYY-MM-DD, e.g. 2026-03-01 (got {text!r}).") from None
+        raise ValidationError("must be a date in the form YYYY-MM-DD, e.g. 2026-03-01.") from None
 
 
 def format_size(size: int) -> str:
@@ -85,28 +265,50 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-class DocumentSchema(Schema):
-    class Meta:
-        unknown = RAISE
+def _url_problem(url: str, policy: IntakePolicy) -> str | None:
+    """What is wrong with a document URL (never quoting it), or None."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"must be at most {MAX_URL_LENGTH} characters."
+    if any(c.isspace() for c in url) or _CONTROL.search(url):
+        # urlsplit silently drops tabs and line breaks; refuse them instead.
+        return "must not contain spaces or control characters; percent-encode them."
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        # .port raises ValueError for a port that is not a number or out of 0–65535.
+        port = parts.port
+    except ValueError:
+        # A port such as :abc or :99999, or a broken IPv6 literal such as [::1.
+        return "is not a valid URL (check the host and port); send an https URL such as https://files.example.com/cv.pdf."
+    if parts.scheme != "https" or not hostname:
+        return "must be an https URL."
+    if parts.username is not None or parts.password is not None or port not in (None, 443):
+        return "must not contain a user name, password or port."
+    if not host_allowed(hostname, policy.document_url_hosts):
+        return (
+            "is on a host that is not an allowed document host. "
+            "The operator allows hosts with PERSONIO_SYNC_DOCUMENT_URL_HOSTS; otherwise send the file inline."
+        )
+    return None
 
-    category = fields.String(
-        required=True,
-        validate=validate.OneOf(DOCUMENT_CATEGORIES, error="must be one of: " + ", ".join(DOCUMENT_CATEGORIES) + "."),
-    )
-    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    content_base64 = fields.String(load_default=None)
-    url = fields.String(load_default=None)
+
+# ------------------------------------------------------------------ schemas
+
+
+class DocumentSchema(_Contract):
+    category = _Text(required=True, validate=_one_of(DOCUMENT_CATEGORIES))
+    filename = _Text(required=True, validate=_length(1, 255))
+    content_base64 = _Text(load_default=None)
+    url = _Text(load_default=None)
 
     @validates("filename")
     def _filename(self, value: str, **_: Any) -> None:
-        if "/" in value or "\\" in value or value.strip() != value or not value.strip():
-            raise ValidationError("must be a plain file name such as cv.pdf, without a path.")
+        if "/" in value or "\\" in value or value.strip() != value or not value.strip() or _CONTROL.search(value):
+            raise ValidationError("must be a plain file name such as cv.pdf, without a path, control characters or surrounding spaces.")
         extension = value.rsplit(".", 1)[-1].lower() if "." in value else ""
         if extension not in PERSONIO_EXTENSIONS:
             raise ValidationError(
-                f"has the type {extension or '(none)'!r}, which Personio refuses. Use one of: "
-                + ", ".join(sorted(PERSONIO_EXTENSIONS))
-                + "."
+                "must end in a file type Personio accepts: " + ", ".join(sorted(PERSONIO_EXTENSIONS)) + "."
             )
 
     @validates_schema(skip_on_field_errors=False)
@@ -129,34 +331,31 @@ class DocumentSchema(Schema):
             if len(content) > limit:
                 raise ValidationError(f"is larger than the {format_size(limit)} allowed inline; send larger files by url.", "content_base64")
             data["content"] = content
-        else:
-            parts = urlsplit(url or "")
-            if parts.scheme != "https" or not parts.hostname:
-                raise ValidationError("must be an https URL.", "url")
-            if parts.username or parts.password or parts.port not in (None, 443):
-                raise ValidationError("must not contain a user name, password or port.", "url")
-            if not host_allowed(parts.hostname, policy.document_url_hosts):
-                raise ValidationError(
-                    f"points to {parts.hostname}, which is not an allowed document host. "
-                    "The operator allows hosts with PERSONIO_SYNC_DOCUMENT_URL_HOSTS; otherwise send the file inline.",
-                    "url",
-                )
+        elif text_problem(url) is None:  # bad text is reported on its own
+            problem = _url_problem(url, policy)
+            if problem is not None:
+                raise ValidationError(problem, "url")
 
 
-class CandidateSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    first_name = fields.String(required=True, validate=[validate.Length(min=1, max=255), _name])
-    last_name = fields.String(required=True, validate=[validate.Length(min=1, max=255), _name])
-    email = fields.Email(required=True, validate=validate.Length(max=255), error_messages={"invalid": "is not a valid email address."})
-    phone = fields.String(load_default=None, validate=validate.Length(max=255))
-    location = fields.String(load_default=None, validate=validate.Length(max=255))
-    message = fields.String(load_default=None, validate=validate.Length(max=20_000))
-    application_date = fields.String(load_default=None)
-    tags = fields.List(fields.String(validate=validate.Length(min=1, max=255)), load_default=list, validate=validate.Length(max=50))
-    attributes = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(max=1000)), load_default=dict)
-    documents = fields.List(fields.Nested(DocumentSchema), load_default=list, validate=validate.Length(max=MAX_DOCUMENTS))
+class CandidateSchema(_Contract):
+    first_name = _Text(required=True, validate=[_length(1, 255), _name])
+    last_name = _Text(required=True, validate=[_length(1, 255), _name])
+    email = _Text(required=True, validate=_email)
+    phone = _Text(load_default=None, validate=_length(0, 255))
+    location = _Text(load_default=None, validate=_length(0, 255))
+    message = _Text(load_default=None, validate=_length(0, 20_000))
+    application_date = _Text(load_default=None)
+    tags = _List(
+        _Text(validate=_length(1, 255)),
+        load_default=list,
+        validate=validate.Length(max=MAX_TAGS, error=f"must have at most {MAX_TAGS} tags."),
+    )
+    attributes = _Raw(load_default=dict)
+    documents = _List(
+        _Nested(DocumentSchema),
+        load_default=list,
+        validate=validate.Length(max=MAX_DOCUMENTS, error=f"must have at most {MAX_DOCUMENTS} documents."),
+    )
 
     @pre_load
     def _strip(self, data: Any, **_: Any) -> Any:
@@ -168,115 +367,209 @@ class CandidateSchema(Schema):
     def _application_date(self, value: str | None, **_: Any) -> None:
         if value is None:
             return
-        day = _iso_date(value, "application_date")
-        if day > _POLICY.get().today:
+        if _iso_date(value) > _POLICY.get().today:
             raise ValidationError("lies in the future; Personio only accepts today or an earlier date.")
 
     @validates("attributes")
-    def _attributes(self, value: dict[str, str], **_: Any) -> None:
-        problems: dict[str, list[str]] = {}
+    def _attributes(self, value: Any, **_: Any) -> None:
+        if not isinstance(value, dict):
+            raise ValidationError("must be an object of Personio attribute names to string values.")
+        problems: dict[Any, list[str]] = {}
         for key, item in value.items():
+            if not isinstance(key, str) or text_problem(key) is not None:
+                continue  # a name that is not text is reported on its own
             if key in ("phone", "location"):
                 problems[key] = [f"give {key} as candidate.{key}, not as an attribute."]
-            elif key not in SYSTEM_ATTRIBUTES and not _CUSTOM_ATTRIBUTE.match(key):
+            elif key not in SYSTEM_ATTRIBUTES and not _CUSTOM_ATTRIBUTE.fullmatch(key):
                 problems[key] = [
                     "is not a Personio attribute: use birthday, gender, available_from, salary_expectations "
                     "or custom_attribute_<number> (the API name in Personio's attribute settings)."
                 ]
+            elif not isinstance(item, str):
+                problems[key] = ["must be a string."]
+            elif len(item) > 1000:
+                problems[key] = ["must be at most 1000 characters."]
             elif key == "gender" and item not in GENDERS:
                 problems[key] = ["must be one of: " + ", ".join(GENDERS) + "."]
             elif key == "birthday":
                 try:
-                    if _iso_date(item, "birthday") > _POLICY.get().today:
-                        problems[key] = ["lies in the future."]
+                    if _iso_date(item) > _POLICY.get().today:
+                        problems[key] = ["lies in the future; use the candidate's date of birth."]
                 except ValidationError as exc:
                     problems[key] = [str(m) for m in exc.messages]  # type: ignore[union-attr]
             elif key == "available_from":
                 try:
-                    _iso_date(item, "available_from")
+                    _iso_date(item)
                 except ValidationError as exc:
                     problems[key] = [str(m) for m in exc.messages]  # type: ignore[union-attr]
         if problems:
             raise ValidationError(problems)
 
 
-class UploadRequestSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    request_id = fields.String(required=True, validate=validate.Regexp(_ID, error="must be 1–128 characters of letters, digits and . _ : - (a UUID is ideal)."))
-    account_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    project_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    priority = fields.String(load_default="interactive", validate=validate.OneOf(("interactive", "backfill")))
-    candidate = fields.Nested(CandidateSchema, required=True)
+class UploadRequestSchema(_Contract):
+    request_id = _Text(required=True, validate=_request_id)
+    account_id = _Text(required=True, validate=[_length(1, 128), _plain_id])
+    project_id = _Text(required=True, validate=[_length(1, 128), _plain_id])
+    priority = _Text(load_default="interactive", validate=_one_of(("interactive", "backfill")))
+    candidate = _Nested(CandidateSchema, required=True)
 
 
-def _flatten(messages: Any, prefix: str = "") -> list[str]:
+# ------------------------------------------------------------ error reports
+
+Path = tuple[str, ...]
+
+
+class _KeyNames:
+    """A field name as it may appear in a message: plain names as they are, others by position."""
+
+    def __init__(self) -> None:
+        self._positions: dict[int, dict[Any, int]] = {}
+
+    def segment(self, key: Any, container: Any) -> str:
+        if isinstance(container, list) and isinstance(key, int):
+            return str(key)
+        if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+            return key
+        position = None
+        if isinstance(container, dict):
+            positions = self._positions.get(id(container))
+            if positions is None:
+                positions = self._positions[id(container)] = {k: i for i, k in enumerate(container, 1)}
+            position = positions.get(key)
+        return f"<key #{position}>" if position else "<key>"
+
+
+def _render(path: Path) -> str:
+    if not path:
+        return "request"
+    if len(path) > MAX_PATH_PARTS:
+        path = (*path[:MAX_PATH_PARTS], "…")
+    return ".".join(path)
+
+
+def _extend(path: Path, part: str) -> Path:
+    # Parts past what _render shows are not kept (a deep chain would cost depth² otherwise).
+    return path if len(path) > MAX_PATH_PARTS else (*path, part)
+
+
+def _child(container: Any, key: Any) -> Any:
+    if isinstance(container, dict):
+        return container.get(key)
+    if isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container):
+        return container[key]
+    return None
+
+
+def _scan_text(payload: Any, names: _KeyNames) -> Iterator[tuple[Path, str]]:
+    """Every string (values and field names, at any depth) that is not valid text.
+
+    Iterative, so a request nested a thousand levels deep costs a loop, not the stack.
+    """
+    stack: list[tuple[Any, Path]] = [(payload, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem is not None:
+                yield path, _bad_text_message(problem)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = _extend(path, names.segment(key, value))
+                problem = text_problem(key) if isinstance(key, str) else None
+                if problem is not None:
+                    yield child, _BAD_NAME + _bad_text_message(problem)
+                else:
+                    stack.append((item, child))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                stack.append((item, _extend(path, str(index))))
+
+
+def _flatten(messages: Any, data: Any, path: Path, names: _KeyNames) -> Iterator[tuple[Path, str]]:
+    """marshmallow's nested error dict as (path, message), paths built from the payload."""
     if isinstance(messages, dict):
-        out: list[str] = []
         for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
             if key == "_schema":
-                name = prefix or "request"
-            out.extend(_flatten(value, name))
-        return out
-    if isinstance(messages, list):
-        if all(isinstance(m, str) for m in messages):
-            return [f"{prefix}: {m}" for m in messages]
-        out = []
+                yield from _flatten(value, data, path, names)
+            else:
+                yield from _flatten(value, _child(data, key), _extend(path, names.segment(key, data)), names)
+    elif isinstance(messages, list):
         for item in messages:
-            out.extend(_flatten(item, prefix))
-        return out
-    return [f"{prefix}: {messages}"]
+            yield from _flatten(item, data, path, names)
+    else:
+        yield path, str(messages)
 
 
-def _humanise(text: str) -> str:
-    # marshmallow's stock sentences, made to say what to do.
-    return (
-        text.replace("Missing data for required field.", "is required but missing.")
-        .replace("Unknown field.", "is not part of the contract; remove it (see the README's message contract).")
-        .replace("Not a valid string.", "must be a string.")
-        .replace("Not a valid list.", "must be a list.")
-        .replace("Not a valid mapping type.", "must be an object.")
-        .replace("Invalid input type.", "must be an object.")
-        .replace("Field may not be null.", "must not be null.")
-        .replace("Length must be between 1 and 128.", "must be 1–128 characters.")
-        .replace("Shorter than minimum length 1.", "must not be empty.")
-    )
+def _natural(entry: tuple[str, str]) -> tuple[Any, ...]:
+    """Sort key: by field path, list positions as numbers (tags.2 before tags.10), then message."""
+    field, message = entry
+    return (tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in field.split(".")), message)
+
+
+def _report(payload: Any, exc: ValidationError | None) -> tuple[list[str], list[str]]:
+    """The error lines (sorted, capped) and the field names they concern."""
+    names = _KeyNames()
+    text = {(_render(path), message) for path, message in _scan_text(payload, names)}
+    bad_names = {field for field, message in text if message.startswith(_BAD_NAME)}
+    bad_values = {field for field, _ in text} - bad_names
+    schema = set()
+    if exc is not None:
+        for path, message in _flatten(exc.messages, payload, (), names):
+            field = _render(path)
+            # A field whose text is unreadable gets that one message, not a second guess
+            # about the value; that the name is not in the contract is still said.
+            if field in bad_names or (field in bad_values and message != _UNKNOWN):
+                continue
+            schema.add((field, message))
+    found = sorted(text | schema, key=_natural)
+    listed = found[:MAX_ERRORS]
+    errors = [f"{field}: {message}" for field, message in listed]
+    if len(found) > MAX_ERRORS:
+        errors.append(f"request: {len(found) - MAX_ERRORS} more problems are not listed; fix the ones above and send the request again.")
+    fields_ = list(dict.fromkeys(field for field, _ in listed))
+    return errors, fields_
 
 
 class UploadRequestInvalid(ValueError):
-    """The request breaks the contract; ``errors`` has one line per field."""
+    """The request breaks the contract; ``errors`` has one line per field, ``fields`` their names."""
 
-    def __init__(self, errors: list[str], request_id: str | None) -> None:
+    def __init__(self, errors: list[str], request_id: str | None, fields: list[str] | None = None) -> None:
         self.errors = errors
         self.request_id = request_id
+        self.fields = fields if fields is not None else list(dict.fromkeys(line.split(": ", 1)[0] for line in errors))
         super().__init__("; ".join(errors))
 
 
 def load_upload_request(payload: Any, policy: IntakePolicy) -> dict[str, Any]:
     """Validate one upload request; return it with decoded document ``content``."""
     if not isinstance(payload, dict):
-        raise UploadRequestInvalid(["request: must be a JSON object (see the README's message contract)."], None)
+        raise UploadRequestInvalid(["request: must be a JSON object (see the README's message contract)."], None, ["request"])
     token = _POLICY.set(policy)
     try:
-        return UploadRequestSchema().load(payload)  # type: ignore[no-any-return]
+        loaded = UploadRequestSchema().load(payload)
+        failure = None
     except ValidationError as exc:
-        raw_id = payload.get("request_id")
-        request_id = raw_id if isinstance(raw_id, str) and _ID.match(raw_id) else None
-        errors = [_humanise(line) for line in _flatten(exc.messages)]
-        raise UploadRequestInvalid(sorted(errors), request_id) from None
+        failure = exc
     finally:
         _POLICY.reset(token)
+    if failure is None and not any(True for _ in _scan_text(payload, _KeyNames())):
+        return loaded  # type: ignore[no-any-return]
+    errors, fields_ = _report(payload, failure)
+    raise UploadRequestInvalid(errors, usable_request_id(payload.get("request_id")), fields_)
 
 
 __all__ = [
     "DOCUMENT_CATEGORIES",
     "EXCLUDE",
     "IntakePolicy",
+    "MAX_ERRORS",
     "PERSONIO_EXTENSIONS",
     "UploadRequestInvalid",
+    "email_problem",
     "format_size",
     "host_allowed",
     "load_upload_request",
+    "printable_id",
+    "text_problem",
+    "usable_request_id",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,14 @@ from models import (
 )
 from services.events import EventPublisher
 from services.messages import render_both
-from services.schemas import IntakePolicy, UploadRequestInvalid, load_upload_request
+from services.schemas import (
+    IntakePolicy,
+    UploadRequestInvalid,
+    load_upload_request,
+    printable_id,
+    text_problem,
+    usable_request_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +104,17 @@ def outcome_event(upload: Upload) -> dict[str, Any]:
 def receive_upload(
     session: Session, payload: Any, *, policy: IntakePolicy, events: EventPublisher, now: datetime, backfill_id: str | None = None
 ) -> Received:
-    """Validate and record one upload request; publish its outcome if it ends here."""
+    """Validate and record one upload request; publish its outcome if it ends here.
+
+    Never raises because of what the main app sent: every payload ends as a recorded upload
+    with a state or, without a usable ``request_id``, as an ``upload.invalid`` event.
+    """
     try:
         request = load_upload_request(payload, policy)
     except UploadRequestInvalid as invalid:
         return _record_invalid(session, payload, invalid, events=events, now=now)
+    except Exception as exc:  # a bug in validation must not lose the request
+        return _record_invalid(session, payload, _unexpected(payload, exc), events=events, now=now)
 
     existing = session.scalar(select(Upload).where(Upload.request_id == request["request_id"]))
     if existing is not None:
@@ -118,7 +132,7 @@ def receive_upload(
         email_normalized=normalise_email(candidate["email"]),
         candidate=candidate,
         priority=Priority(request["priority"]),
-        backfill_id=backfill_id,
+        backfill_id=printable_id(backfill_id, 64),
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
@@ -154,16 +168,35 @@ def receive_upload(
     return Received(upload.id, upload.connection_id, upload.state, created=True)
 
 
+def _unexpected(payload: Any, exc: Exception) -> UploadRequestInvalid:
+    """A validation bug, turned into a refusal so the request still gets a status."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame is not None else "?"
+    # Type and place only: the exception's text may quote the payload.
+    log.error("validating an upload request failed unexpectedly (%s at %s); recorded as invalid", type(exc).__name__, where)
+    request_id = usable_request_id(payload.get("request_id")) if isinstance(payload, dict) else None
+    return UploadRequestInvalid(
+        ["request: could not be checked (an internal error in personio-sync, logged for the operator); send it again later or report it."],
+        request_id,
+        ["request"],
+    )
+
+
 def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvalid, *, events: EventPublisher, now: datetime) -> Received:
+    # The error lines never quote submitted values and name fields only by safe names (see
+    # services.schemas), so they may go to logs and events. Ids are kept only when they are
+    # safe to store and publish as they are.
     details = " ".join(invalid.errors)
-    field_names = ", ".join(line.split(":", 1)[0] for line in invalid.errors)
-    # Field names only: the messages may quote candidate data, which must not reach logs.
-    log.warning("upload request %s refused: invalid fields %s", invalid.request_id or "(no valid request_id)", field_names)
+    field_names = ", ".join(invalid.fields)
+    raw = payload if isinstance(payload, dict) else {}
+    log.warning("upload request %s refused: invalid fields %s", invalid.request_id or "(no valid request_id)", field_names[:1000])
     if invalid.request_id is None:
         events.publish(
             {
                 "type": "upload.invalid",
-                "request_id": payload.get("request_id") if isinstance(payload, dict) and isinstance(payload.get("request_id"), str) else None,
+                "request_id": printable_id(raw.get("request_id"), 256),
                 "outcome": UploadState.REJECTED.value,
                 "reason_code": "personio-sync.invalid-request",
                 "errors": invalid.errors,
@@ -175,12 +208,11 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
     existing = session.scalar(select(Upload).where(Upload.request_id == invalid.request_id))
     if existing is not None:
         return Received(existing.id, existing.connection_id, existing.state, created=False)
-    raw = payload if isinstance(payload, dict) else {}
     upload = Upload(
         request_id=invalid.request_id,
-        account_id=str(raw.get("account_id") or "")[:128],
-        project_id=str(raw.get("project_id") or "")[:128],
-        candidate=_without_document_bodies(raw.get("candidate")),
+        account_id=printable_id(raw.get("account_id")) or "",
+        project_id=printable_id(raw.get("project_id")) or "",
+        candidate=_storable_candidate(raw.get("candidate")),
         priority=Priority.BACKFILL if raw.get("priority") == "backfill" else Priority.INTERACTIVE,
         next_attempt_at=now,
         created_at=now,
@@ -199,20 +231,54 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
     return Received(upload.id, None, upload.state, created=True)
 
 
-def _without_document_bodies(candidate: Any) -> dict[str, Any]:
-    """Keep what was sent, minus inline file bodies (they can be megabytes and are invalid anyway)."""
+# What is kept of a refused candidate (for support; never published): bounded in depth,
+# breadth and string length, and only what JSON columns and PostgreSQL can hold.
+_KEEP_DEPTH = 6
+_KEEP_ITEMS = 100
+_KEEP_CHARS = 1000
+
+
+def _storable_candidate(candidate: Any) -> dict[str, Any]:
+    """Keep what was sent, minus inline file bodies and anything a JSON column cannot hold."""
     if not isinstance(candidate, dict):
         return {"_invalid": repr(type(candidate).__name__)}
-    kept = dict(candidate)
-    documents = kept.get("documents")
-    if isinstance(documents, list):
-        kept["documents"] = [
-            {k: (f"<{len(v)} base64 characters>" if k == "content_base64" and isinstance(v, str) else v) for k, v in d.items()}
-            if isinstance(d, dict)
-            else d
-            for d in documents
-        ]
-    return kept
+    kept = _storable(candidate, 0)
+    return kept if isinstance(kept, dict) else {"_invalid": "dict"}
+
+
+def _storable(value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if text_problem(value) is not None:
+            return "<not valid text>"
+        return value if len(value) <= _KEEP_CHARS else value[:_KEEP_CHARS] + f"… <{len(value)} characters>"
+    if isinstance(value, int):
+        # json.dumps refuses ints of more than 4300 digits; the database wants sane numbers.
+        return value if value.bit_length() <= 63 else "<very large integer>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else f"<{value}>"
+    if depth >= _KEEP_DEPTH:
+        return "<nested too deep>"
+    if isinstance(value, dict):
+        kept: dict[str, Any] = {}
+        for position, (key, item) in enumerate(value.items(), 1):
+            if position > _KEEP_ITEMS:
+                kept["<more>"] = f"{len(value) - _KEEP_ITEMS} more fields"
+                break
+            if not isinstance(key, str) or text_problem(key) is not None or len(key) > 128:
+                key = f"<key #{position}>"
+            if key == "content_base64" and isinstance(item, str):
+                kept[key] = f"<{len(item)} base64 characters>"
+            else:
+                kept[key] = _storable(item, depth + 1)
+        return kept
+    if isinstance(value, (list, tuple)):
+        items = [_storable(item, depth + 1) for item in value[:_KEEP_ITEMS]]
+        if len(value) > _KEEP_ITEMS:
+            items.append(f"<{len(value) - _KEEP_ITEMS} more items>")
+        return items
+    return f"<{type(value).__name__}>"
 
 
 def upload_status(session: Session, request_id: str) -> dict[str, Any] | None:

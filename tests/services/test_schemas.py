@@ -11,6 +11,7 @@ import pytest
 
 from services.schemas import (
     DOCUMENT_CATEGORIES,
+    MAX_ERRORS,
     PERSONIO_EXTENSIONS,
     IntakePolicy,
     UploadRequestInvalid,
@@ -158,9 +159,9 @@ def test_application_date_today_and_past_are_fine() -> None:
         (with_candidate(attributes={"phone": "+49"}), "candidate.attributes.phone", "give phone as candidate.phone"),
         (with_candidate(attributes={"gender": "m"}), "candidate.attributes.gender", "male, female, diverse, undefined"),
         (with_document({"category": "resume", "filename": "cv.pdf", "content_base64": "eA=="}), "candidate.documents.0.category", "cv, cover-letter"),
-        (with_document({"category": "cv", "filename": "cv.exe", "content_base64": "eA=="}), "candidate.documents.0.filename", "'exe', which Personio refuses"),
-        (with_document({"category": "cv", "filename": "cv.jpeg", "content_base64": "eA=="}), "candidate.documents.0.filename", "'jpeg', which Personio refuses"),
-        (with_document({"category": "cv", "filename": "README", "content_base64": "eA=="}), "candidate.documents.0.filename", "'(none)'"),
+        (with_document({"category": "cv", "filename": "cv.exe", "content_base64": "eA=="}), "candidate.documents.0.filename", "must end in a file type Personio accepts"),
+        (with_document({"category": "cv", "filename": "cv.jpeg", "content_base64": "eA=="}), "candidate.documents.0.filename", "must end in a file type Personio accepts: 3gp"),
+        (with_document({"category": "cv", "filename": "README", "content_base64": "eA=="}), "candidate.documents.0.filename", "must end in a file type Personio accepts"),
         (with_document({"category": "cv", "filename": "../../etc/cv.pdf", "content_base64": "eA=="}), "candidate.documents.0.filename", "without a path"),
         (with_document({"category": "cv", "filename": "cv.pdf", "content_base64": "not base64!"}), "candidate.documents.0.content_base64", "not valid base64"),
         (with_document({"category": "cv", "filename": "cv.pdf", "content_base64": ""}), "candidate.documents.0.content_base64", "is empty"),
@@ -170,7 +171,7 @@ def test_application_date_today_and_past_are_fine() -> None:
         (with_document({"category": "cv", "filename": "cv.pdf", "url": "files.example.com/cv.pdf"}), "candidate.documents.0.url", "must be an https URL"),
         (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://user:pw@files.example.com/cv.pdf"}), "candidate.documents.0.url", "user name, password or port"),
         (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com:8443/cv.pdf"}), "candidate.documents.0.url", "user name, password or port"),
-        (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://169.254.169.254/latest"}), "candidate.documents.0.url", "points to 169.254.169.254, which is not an allowed document host"),
+        (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://169.254.169.254/latest"}), "candidate.documents.0.url", "is on a host that is not an allowed document host"),
         (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com.evil.org/cv.pdf"}), "candidate.documents.0.url", "PERSONIO_SYNC_DOCUMENT_URL_HOSTS"),
         (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://cdn.example.net/cv.pdf"}), "candidate.documents.0.url", "not an allowed document host"),
         (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com/a.pdf", "content_base64": "eA=="}), "candidate.documents.0.content_base64", "exactly one of content_base64"),
@@ -178,11 +179,11 @@ def test_application_date_today_and_past_are_fine() -> None:
         (with_document({"category": "cv", "filename": "cv.pdf", "content_base64": "eA==", "size": 1}), "candidate.documents.0.size", "not part of the contract"),
         (with_candidate(first_name="   "), "candidate.first_name", "must not be empty"),
         (with_candidate(last_name=""), "candidate.last_name", "must not be empty"),
-        (with_candidate(tags=["ok", ""]), "candidate.tags.1", "Length must be between 1 and 255"),
+        (with_candidate(tags=["ok", ""]), "candidate.tags.1", "must be 1–255 characters."),
         (with_candidate(gender="female"), "candidate.gender", "not part of the contract; remove it"),
-        (with_candidate(documents=[{"category": "cv", "filename": f"cv{i}.pdf", "content_base64": "eA=="} for i in range(11)]), "candidate.documents", "maximum length 10"),
+        (with_candidate(documents=[{"category": "cv", "filename": f"cv{i}.pdf", "content_base64": "eA=="} for i in range(11)]), "candidate.documents", "must have at most 10 documents."),
         ({**full_request(), "callback_url": "https://x"}, "callback_url", "not part of the contract; remove it"),
-        ({**full_request(), "priority": "urgent"}, "priority", "Must be one of: interactive, backfill"),
+        ({**full_request(), "priority": "urgent"}, "priority", "must be one of: interactive, backfill."),
         ({**full_request(), "request_id": "has spaces in it"}, "request_id", "letters, digits and . _ : -"),
         ({k: v for k, v in full_request().items() if k != "project_id"}, "project_id", "is required but missing"),
         ({**full_request(), "candidate": "Alex"}, "candidate", "must be an object"),
@@ -248,7 +249,7 @@ def test_url_documents_need_an_allowed_host_even_without_any_configured() -> Non
 
     errors = errors_of(with_document({"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com/cv.pdf"}), closed)
 
-    assert errors[0].startswith("candidate.documents.0.url: points to files.example.com")
+    assert errors[0].startswith("candidate.documents.0.url: is on a host that is not an allowed document host")
 
 
 # ------------------------------------------------------------- helpers
@@ -277,3 +278,248 @@ def test_host_allowed(host: str, allowed: bool) -> None:
 )
 def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
+
+
+# ------------------------------------------------------- text, ids, emails, URLs
+
+
+def test_unreadable_text_is_refused_naming_the_field_without_echoing_it() -> None:
+    errors = errors_of(with_candidate(last_name="Exam\ud800ple"))
+
+    assert errors == ["candidate.last_name: contains characters that are not valid text (unpaired UTF-16 surrogate); send UTF-8 text."]
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (with_candidate(first_name="A\x00lex"), "candidate.first_name"),
+        (with_candidate(phone="+49\udc00"), "candidate.phone"),
+        (with_candidate(message="hi \ud83d\ude00"), "candidate.message"),  # a pair as two code points
+        (with_candidate(tags=["ok", "t\ud800"]), "candidate.tags.1"),
+        (with_candidate(attributes={"salary_expectations": "\udfff"}), "candidate.attributes.salary_expectations"),
+        (with_document({"category": "cv", "filename": "c\ud800v.pdf", "content_base64": "eA=="}), "candidate.documents.0.filename"),
+        (with_document({"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com/\ud800"}), "candidate.documents.0.url"),
+        ({**full_request(), "account_id": "acct\ud800"}, "account_id"),
+        ({**full_request(), "project_id": "p\x00"}, "project_id"),
+        ({**full_request(), "priority": "backfill\ud800"}, "priority"),
+    ],
+)
+def test_every_string_is_checked_for_unreadable_text(request_: dict[str, Any], field: str) -> None:
+    errors = errors_of(request_)
+
+    assert f"{field}: contains characters that are not valid text" in " ".join(errors), errors
+    "\n".join(errors).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        ({**full_request(), "x\ud800": 1}, "<key #6>"),
+        (with_candidate(**{"\udc00": "x"}), "candidate.<key #11>"),
+        (with_candidate(attributes={"gender": "male", "\ud800": "x"}), "candidate.attributes.<key #2>"),
+        (with_document({"category": "cv", "filename": "cv.pdf", "content_base64": "eA==", "n\x00": 1}), "candidate.documents.0.<key #4>"),
+        (with_candidate(extra={"deeper": [{"\ud800": 1}]}), "candidate.extra.deeper.0.<key #1>"),
+    ],
+)
+def test_field_names_with_unreadable_text_are_named_by_position(request_: dict[str, Any], field: str) -> None:
+    errors = errors_of(request_)
+
+    assert f"{field}: is a field name that contains characters that are not valid text" in " ".join(errors), errors
+    "\n".join(errors).encode("utf-8")
+
+
+def test_a_request_id_with_unreadable_text_is_unusable() -> None:
+    with pytest.raises(UploadRequestInvalid) as caught:
+        load_upload_request({**full_request(), "request_id": "abc\ud800"}, POLICY)
+
+    assert caught.value.request_id is None
+    assert caught.value.fields == ["request_id"]
+
+
+@pytest.mark.parametrize("request_id", ["r1\n", "r1\r\n", "-r1", "r 1", "r1\t", "ünï", "r\u0661"])
+def test_request_id_is_matched_whole(request_id: str) -> None:
+    with pytest.raises(UploadRequestInvalid) as caught:
+        load_upload_request({**full_request(), "request_id": request_id}, POLICY)
+
+    assert caught.value.request_id is None
+    assert caught.value.errors[0].startswith("request_id: must be 1–128 characters")
+
+
+@pytest.mark.parametrize("account_id", ["acct\n", "acct\t42", "\x7f"])
+def test_account_and_project_ids_refuse_control_characters(account_id: str) -> None:
+    assert errors_of({**full_request(), "account_id": account_id, "project_id": account_id}) == [
+        "account_id: must not contain control characters such as line breaks or tabs.",
+        "project_id: must not contain control characters such as line breaks or tabs.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "alex@example.org",
+        "Alex.Example@Example.ORG",
+        "alex+personio@example.org",
+        "alex.b.example@mail.sub.example.co.uk",
+        "o'neil@example.ie",
+        "a_b-c@ex-ample.de",
+        "x@a.io",
+        "alex@xn--mnchen-3ya.de",
+        "alex@münchen.de",
+        "jörg@example.de",
+        "alex@example.xn--p1ai",
+        "alex@пример.рф",
+        "1234567890@example.com",
+        "!#$%&'*+/=?^_`{|}~-@example.org",
+        "a" * 64 + "@example.org",
+    ],
+)
+def test_plausible_emails_are_accepted(email: str) -> None:
+    load_upload_request(with_candidate(email=email), POLICY)
+
+
+@pytest.mark.parametrize(
+    ("email", "fix"),
+    [
+        ("x@localhost", "needs a dot and a top-level domain"),
+        ("alex@example", "needs a dot and a top-level domain"),
+        ("alex@example.c", "top-level domain of letters"),
+        ("alex@example.123", "top-level domain of letters"),
+        ("alex@1.2.3.4", "top-level domain of letters"),
+        ("alex@[192.0.2.1]", "1–63 letters, digits or inner hyphens"),
+        ("alex@example.org.", "1–63 letters, digits or inner hyphens"),
+        ("alex@-example.org", "1–63 letters, digits or inner hyphens"),
+        ("alex@exa_mple.org", "1–63 letters, digits or inner hyphens"),
+        ("alex@example..org", "1–63 letters, digits or inner hyphens"),
+        ("alex@" + "a" * 64 + ".org", "1–63 letters, digits or inner hyphens"),
+        ("alexexample.org", "exactly one @"),
+        ("alex@@example.org", "exactly one @"),
+        ("al@ex@example.org", "exactly one @"),
+        ("@example.org", "must be 1–64 characters"),
+        ("a" * 65 + "@example.org", "must be 1–64 characters"),
+        ("alex smith@example.org", "spaces"),
+        ("alex@exam\tple.org", "spaces"),
+        ('"alex smith"@example.org', "spaces"),
+        ("al..ex@example.org", "single dots"),
+        (".alex@example.org", "single dots"),
+        ("alex.@example.org", "single dots"),
+        ("alex(comment)@example.org", "single dots"),
+        ("alex😀@example.org", "single dots"),
+        ("a@" + ("ü" * 30 + ".") * 7 + "de", "longer than 253"),  # in its punycode form
+        ("a" * 60 + "@" + ("b" * 60 + ".") * 3 + "c" * 20 + ".org", "longer than 255"),
+    ],
+)
+def test_implausible_emails_are_refused_with_the_fix(email: str, fix: str) -> None:
+    errors = errors_of(with_candidate(email=email))
+
+    [line] = errors
+    assert line.startswith("candidate.email: is not a valid email address: ")
+    assert fix in line
+    assert email not in line
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://files.example.com:abc/cv.pdf",
+        "https://files.example.com:99999/cv.pdf",
+        "https://files.example.com:-1/cv.pdf",
+        "https://[::1/x",
+        "https://[::1]:abc/x",
+        "https://[zz::1]/x",
+    ],
+)
+def test_unparseable_document_urls_are_a_field_error(url: str) -> None:
+    errors = errors_of(with_document({"category": "cv", "filename": "cv.pdf", "url": url}))
+
+    assert errors == ["candidate.documents.0.url: is not a valid URL (check the host and port); send an https URL such as https://files.example.com/cv.pdf."]
+
+
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("https://files.example.com/a b.pdf", "spaces or control characters"),
+        ("https://files.example.com/a\n.pdf", "spaces or control characters"),
+        ("https://files.example.com/" + "a" * 2100, "at most 2048 characters"),
+        ("https://@files.example.com/a.pdf", "user name, password or port"),
+    ],
+)
+def test_document_urls_that_urlsplit_would_quietly_accept_are_refused(url: str, text: str) -> None:
+    [line] = errors_of(with_document({"category": "cv", "filename": "cv.pdf", "url": url}))
+
+    assert line.startswith("candidate.documents.0.url: ") and text in line
+
+
+def test_port_443_is_the_https_port_and_allowed() -> None:
+    load_upload_request(with_document({"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com:443/cv.pdf"}), POLICY)
+
+
+@pytest.mark.parametrize("key", ["custom_attribute_\u0661\u0662", "custom_attribute_12\n", "custom_attribute_"])
+def test_custom_attribute_names_are_ascii_digits_matched_whole(key: str) -> None:
+    errors = errors_of(with_candidate(attributes={key: "x"}))
+
+    assert any("is not a Personio attribute" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("text", ["2026-03-1\u0665", "2026-03-01\n"])
+def test_dates_are_ascii_digits_matched_whole(text: str) -> None:
+    errors = errors_of(with_candidate(application_date=text))
+
+    assert errors == ["candidate.application_date: must be a date in the form YYYY-MM-DD, e.g. 2026-03-01."]
+
+
+def test_messages_never_quote_the_submitted_values() -> None:
+    values = {
+        "application_date": "30.04.1990",
+        "email": "alex(at)secret-domain.example",
+        "first_name": "",
+        "tags": ["", "x" * 256],
+        "attributes": {"birthday": "31.12.1999", "gender": "secret-gender", "available_from": "whenever-secret"},
+        "documents": [
+            {"category": "secret-category", "filename": "secret-name.exe", "content_base64": "secret base64!"},
+            {"category": "cv", "filename": "cv.pdf", "url": "https://secret-host.example.org/cv.pdf"},
+            {"category": "cv", "filename": "cv.pdf", "url": "https://files.example.com:7777/secret-path.pdf"},
+        ],
+    }
+    request = with_candidate(**values)
+    request["priority"] = "secret-priority"
+
+    text = "\n".join(errors_of(request))
+
+    for secret in ("30.04.1990", "secret", "31.12.1999", "whenever", "exe", "7777", "x" * 20):
+        assert secret not in text, (secret, text)
+
+
+def test_the_list_of_problems_is_capped() -> None:
+    request = with_candidate(**{f"unknown_{i}": i for i in range(100)})
+
+    errors = errors_of(request)
+
+    assert len(errors) == MAX_ERRORS + 1
+    assert errors[-1] == "request: 75 more problems are not listed; fix the ones above and send the request again."
+
+
+def test_problems_are_sorted_by_position_in_lists() -> None:
+    errors = errors_of(with_candidate(tags=[1] * 12))
+
+    assert [e.split(":")[0] for e in errors][:3] == ["candidate.tags.0", "candidate.tags.1", "candidate.tags.2"]
+    assert errors[-1].startswith("candidate.tags.11:")
+
+
+def test_deep_nesting_is_refused_without_recursion() -> None:
+    deep: Any = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+
+    errors = errors_of(with_candidate(tags=deep, extra={"k": deep}))
+
+    assert "candidate.tags.0: must be a string." in errors
+    assert "candidate.extra: is not part of the contract; remove it (see the README's message contract)." in errors
+
+
+def test_the_readme_quotes_the_messages_as_the_code_words_them() -> None:
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    for request_ in (with_candidate(last_name="Ex\ud800"), with_candidate(email="x@localhost")):
+        [line] = errors_of(request_)
+        assert f"`{line}`" in readme, line

@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -144,7 +145,7 @@ def test_invalid_request_is_recorded_rejected_with_every_error_and_an_event(sess
     assert upload is not None
     assert upload.reason_code == "personio-sync.invalid-request"
     assert upload.error_field == "candidate.application_date, candidate.email"
-    assert "candidate.email: is not a valid email address." in upload.message_en  # type: ignore[operator]
+    assert "candidate.email: is not a valid email address: it needs exactly one @" in upload.message_en  # type: ignore[operator]
     assert "candidate.application_date: lies in the future" in upload.message_en  # type: ignore[operator]
     assert upload.message_de.startswith("Die Upload-Anfrage ist unvollständig oder ungültig")  # type: ignore[union-attr]
     assert upload.finished_at == clock()
@@ -159,7 +160,7 @@ def test_invalid_request_is_recorded_rejected_with_every_error_and_an_event(sess
     assert event["request_id"] == "req-1"
     assert event["errors"] == [
         "candidate.application_date: lies in the future; Personio only accepts today or an earlier date.",
-        "candidate.email: is not a valid email address.",
+        "candidate.email: is not a valid email address: it needs exactly one @ between the name and the domain, as in name@example.com.",
     ]
 
 
@@ -261,3 +262,80 @@ def test_history_rows_are_stored(session: Session, cipher: TokenCipher, intake_p
     rows = session.scalars(select(UploadEvent).where(UploadEvent.upload_id == received.upload_id)).all()
 
     assert [(r.state, r.at) for r in rows] == [("queued", clock())]
+
+
+def test_a_bug_in_validation_still_records_the_request(session: Session, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock, monkeypatch: Any, caplog: Any) -> None:
+    def broken(payload: Any, policy: IntakePolicy) -> Any:
+        raise RuntimeError(f"cannot handle {payload['candidate']['first_name']}")
+
+    monkeypatch.setattr("services.uploads.load_upload_request", broken)
+
+    received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None and upload.state == UploadState.REJECTED
+    assert upload.reason_code == "personio-sync.invalid-request"
+    assert "could not be checked" in upload.message_en  # type: ignore[operator]
+    assert [e["type"] for e in events.events] == ["upload.finished"]
+    assert "RuntimeError" in caplog.text and "Alex" not in caplog.text  # type and place only
+
+
+def test_what_is_kept_of_a_refused_candidate_fits_any_database(session: Session, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    deep: Any = "leaf"
+    for _ in range(1000):
+        deep = [deep]
+    payload = request(
+        first_name="Al\ud800ex",
+        phone=10**5000,
+        message="m" * 50_000,
+        tags=[float("nan"), float("inf")],
+        extra=deep,
+        **{"bad\udc00key": "x", "many": list(range(500))},
+    )
+
+    received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
+
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None and upload.state == UploadState.REJECTED
+    kept = upload.candidate
+    json.dumps(kept, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    assert kept["first_name"] == "<not valid text>"
+    assert kept["phone"] == "<very large integer>"
+    assert kept["message"].startswith("m" * 1000) and kept["message"].endswith("… <50000 characters>")
+    assert kept["tags"] == ["<nan>", "<inf>"]
+    assert "<nested too deep>" in json.dumps(kept["extra"])
+    assert kept["many"][-1] == "<400 more items>"
+    assert "<key #9>" in kept  # named like the error names it
+
+
+@pytest.mark.parametrize(
+    ("request_id", "published"),
+    [("has space", "has space"), ("bad\ud800", None), ("line\nbreak", None), ("x" * 300, None), (42, None)],
+)
+def test_upload_invalid_carries_the_request_id_only_when_it_is_safe(request_id: Any, published: str | None, session: Session, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    receive_upload(session, request(request_id=request_id), policy=intake_policy, events=events, now=clock())
+
+    [event] = events.events
+    assert event["type"] == "upload.invalid"
+    assert event["request_id"] == published
+
+
+def test_ids_of_a_refused_request_are_kept_only_when_safe(session: Session, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    payload = {**request(email="nope"), "account_id": "acct\ud800", "project_id": {"id": "p"}}
+
+    received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
+
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None
+    assert (upload.account_id, upload.project_id) == ("", "")
+    [event] = events.events
+    assert (event["account_id"], event["project_id"]) == ("", "")
+    assert event["field"] == "account_id, candidate.email, project_id"
+
+
+def test_an_unsafe_backfill_id_is_not_stored(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    add_connection(session, cipher)
+
+    received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock(), backfill_id="bf\ud800")
+
+    assert session.get(Upload, received.upload_id).backfill_id is None  # type: ignore[union-attr]
