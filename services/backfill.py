@@ -12,13 +12,20 @@ from services.schemas import IntakePolicy
 from services.uploads import receive_upload
 
 
-def record_backfill(session: Session, backfill: dict[str, Any], *, policy: IntakePolicy, events: EventPublisher, now: datetime) -> set[int]:
+def record_backfill(session: Session, backfill: Any, *, policy: IntakePolicy, events: EventPublisher, now: datetime) -> set[int]:
     """Record each candidate of a backfill as a ``backfill`` upload; return the connections touched.
 
     Each candidate's ``request_id`` is ``{backfill_id}:{index}`` unless the candidate entry
     brings its own, so a re-sent backfill records nothing twice.
     """
-    backfill_id = str(backfill.get("backfill_id") or "")
+    if not isinstance(backfill, dict) or not isinstance(backfill.get("candidates") or [], list):
+        # Nothing to record per candidate: say so on the stream instead of failing the task.
+        events.publish({"type": "upload.invalid", "outcome": "rejected", "reason_code": "personio-sync.invalid-request",
+                        "errors": ["backfill: must be an object whose candidates field is a list of candidates."], "at": now.isoformat()})
+        session.commit()
+        return set()
+    raw_id = backfill.get("backfill_id")
+    backfill_id = raw_id if isinstance(raw_id, str) else ""
     connections: set[int] = set()
     for index, entry in enumerate(backfill.get("candidates") or []):
         candidate = entry.get("candidate", entry) if isinstance(entry, dict) else entry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -339,3 +340,12 @@ def test_an_unsafe_backfill_id_is_not_stored(session: Session, cipher: TokenCiph
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock(), backfill_id="bf\ud800")
 
     assert session.get(Upload, received.upload_id).backfill_id is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backfill", [[], "x", 7, None, {"backfill_id": 12, "candidates": "not a list"}, {"candidates": {"a": 1}}])
+def test_a_malformed_backfill_is_refused_with_an_event_not_a_crash(session: Session, intake_policy: IntakePolicy, backfill: Any) -> None:
+    from services.backfill import record_backfill
+
+    events = ListPublisher()
+    assert record_backfill(session, backfill, policy=intake_policy, events=events, now=datetime.now(UTC)) == set()
+    assert [e["type"] for e in events.events] == ["upload.invalid"]
