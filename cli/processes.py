@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,44 +61,151 @@ def flower_command(settings: Settings) -> list[str]:
     ]
 
 
+def describe_exit(returncode: int) -> str:
+    """``status 1`` or ``signal SIGKILL`` (a negative return code is the signal that ended it)."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"status {returncode}"
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    to_log: bool
+    process: subprocess.Popen[bytes]
+    started_at: float
+    restarts: int = 0
+    # Exits in a row that came sooner than ``stable_after`` after the start: the backoff exponent.
+    quick_exits: int = 0
+    restart_at: float | None = None
+
+
 @dataclass
 class ProcessGroup:
-    """Children started together and stopped together (Ctrl-C stops every one)."""
+    """Children started together, restarted one by one, stopped together (Ctrl-C stops every one).
+
+    :meth:`supervise` restarts a child that exited, after a capped exponential backoff
+    (``backoff_base`` doubled for every exit in a row that came within ``stable_after`` seconds
+    of its start, at most ``backoff_cap``); a child that ran longer than that starts again after
+    ``backoff_base``. From ``crash_loop_after`` quick exits in a row on, every further one is
+    reported loudly, with the end of the child's log, and the child is still restarted.
+    """
 
     env: Mapping[str, str]
     log_dir: Path
-    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    stable_after: float = 60.0
+    crash_loop_after: int = 5
+    report: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    alarm: Callable[[str], None] = field(default=lambda text: print(text, file=sys.stderr, flush=True))
+    children: dict[str, Child] = field(default_factory=dict)
+    stopped: bool = False
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
     def start(self, name: str, command: list[str], *, to_log: bool = True) -> None:
+        self.children[name] = Child(name, command, to_log, self._spawn(name, command, to_log), time.monotonic())
+
+    def _spawn(self, name: str, command: list[str], to_log: bool) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        output = open(self.log_dir / f"{name}.log", "ab") if to_log else None
-        self.children[name] = subprocess.Popen(
-            command, env=dict(self.env), stdout=output, stderr=subprocess.STDOUT if to_log else None,
-            # Own session: a Ctrl-C reaches us once, and we stop the children in order.
-            start_new_session=True,
-        )
+        output = open(self.log_file(name), "ab") if to_log else None
+        try:
+            return subprocess.Popen(
+                command, env=dict(self.env), stdout=output, stderr=subprocess.STDOUT if to_log else None,
+                # Own session: a Ctrl-C reaches us once, and we stop the children in order.
+                start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()  # the child has its own copy
+
+    def pid(self, name: str) -> int:
+        return self.children[name].process.pid
 
     def check(self) -> str | None:
+        """The first child that is not running, as a sentence (used while the group starts)."""
         for name, child in self.children.items():
-            if child.poll() is not None:
-                return f"{name} exited with status {child.returncode}; see {self.log_dir / (name + '.log')}"
+            if child.process.poll() is not None:
+                return f"{name} exited with {describe_exit(child.process.returncode)}; see {self.log_file(name)}"
         return None
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def supervise(self, now: float | None = None) -> None:
+        """Schedule a restart for every child that exited; start those whose backoff is over."""
+        if self.stopped:
+            return
+        now = time.monotonic() if now is None else now
         for child in self.children.values():
-            if child.poll() is None:
+            if child.restart_at is None:
+                returncode = child.process.poll()
+                if returncode is not None:
+                    self._schedule_restart(child, returncode, now)
+            if child.restart_at is not None and now >= child.restart_at:
+                self._restart(child, now)
+
+    def _schedule_restart(self, child: Child, returncode: int, now: float) -> None:
+        ran = now - child.started_at
+        child.quick_exits = child.quick_exits + 1 if ran < self.stable_after else 0
+        delay = min(self.backoff_base * 2 ** max(child.quick_exits - 1, 0), self.backoff_cap)
+        child.restart_at = now + delay
+        log_file = self.log_file(child.name)
+        self.report(f"{child.name} exited with {describe_exit(returncode)} after {ran:.0f} s; restarting it in {delay:.0f} s; see {log_file}")
+        if child.quick_exits >= self.crash_loop_after:
+            tail = _tail(log_file) if child.to_log else ""
+            self.alarm(
+                "\n".join([
+                    "!" * 78,
+                    f"!! {child.name} KEEPS CRASHING: {child.quick_exits} exits in a row, each within {self.stable_after:.0f} s of its start",
+                    f"!! (last: {describe_exit(returncode)}). Still restarting it, every {delay:.0f} s at most; fix the cause.",
+                    f"!! End of {log_file}:",
+                    *("!!   " + line for line in tail.splitlines()),
+                    "!" * 78,
+                ])
+            )
+
+    def _restart(self, child: Child, now: float) -> None:
+        if child.to_log:
+            with open(self.log_file(child.name), "ab") as log:
+                log.write(f"\n----- personio-sync up: starting {child.name} again (restart {child.restarts + 1}) -----\n".encode())
+        child.process = self._spawn(child.name, child.command, child.to_log)
+        child.started_at = now
+        child.restart_at = None
+        child.restarts += 1
+        self.report(f"{child.name} started again (pid {child.process.pid}, restart {child.restarts})")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.stopped = True
+        for child in self.children.values():
+            child.restart_at = None
+            if child.process.poll() is None:
                 try:
-                    os.killpg(child.pid, signal.SIGTERM)
+                    os.killpg(child.process.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + timeout
         for child in self.children.values():
             remaining = max(deadline - time.monotonic(), 0.1)
             try:
-                child.wait(remaining)
+                child.process.wait(remaining)
             except subprocess.TimeoutExpired:
                 try:
-                    os.killpg(child.pid, signal.SIGKILL)
+                    os.killpg(child.process.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                child.wait(5)
+                child.process.wait(5)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - 8192, 0))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

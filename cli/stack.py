@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from worker import embedded_redis
 
 
 def _wait_for_worker(group: ProcessGroup, log_file: Any, timeout: float = 90.0) -> None:
+    """Until the worker is first ready, a child that exits stops ``up``: it is a setup problem."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         problem = group.check()
@@ -47,6 +49,9 @@ def run_stack(settings: Settings, *, with_sandbox: bool, demo: bool, sandbox_por
     from worker.runtime import Runtime
 
     _stop_on_signals()
+    # What happens to the children is reported as it happens, also into a pipe or a file.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
     env = dict(os.environ)
     sandbox = None
     if with_sandbox:
@@ -85,12 +90,11 @@ def run_stack(settings: Settings, *, with_sandbox: bool, demo: bool, sandbox_por
         user, password = flower_basic_auth(settings).split(":", 1)
         print(f"Flower: http://{settings.flower_address}:{settings.flower_port}/  (user {user}, password {password})")
         print("Press Ctrl-C to stop everything.")
+        # From here on a child that exits is started again (capped backoff, see ProcessGroup);
+        # only Ctrl-C or SIGTERM ends the group.
         while True:
-            problem = group.check()
-            if problem:
-                print(problem)
-                return 1
-            time.sleep(1)
+            group.supervise()
+            time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping…")
         return 0

@@ -30,7 +30,9 @@ __all__ = ["ALL_QUEUES", "BACKFILL_QUEUE", "INTAKE_QUEUE", "INTERACTIVE_QUEUE", 
 def create_app(settings: Settings) -> Celery:
     # worker.transport: kombu's Redis transport that dead-letters poison messages and keeps
     # the messages a live worker holds from being redelivered (a visibility heartbeat).
-    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections"])
+    # worker.connection: a lost broker connection is reconnected, not an AttributeError that ends the worker.
+    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections"],
+                 amqp="worker.connection:AMQP")
     transport = {
         # With the heartbeat, this is how long a killed worker's messages stay invisible.
         "visibility_timeout": settings.visibility_timeout,
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> Celery:
         # Every queue is declared, so a plain `celery -A worker worker` consumes all of them.
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ALL_QUEUES],
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a Redis restart or outage of any length: reconnect, never give up
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
@@ -71,7 +74,7 @@ def create_app(settings: Settings) -> Celery:
         },
         timezone="UTC",
         enable_utc=True,
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="worker.beat:RedBeatScheduler",  # RedBeat that survives a Redis restart
         redbeat_redis_url=settings.redis_client_url,
         redbeat_key_prefix=REDBEAT_PREFIX,
         # A crashed beat's lock expires after this; a second beat waits for it.

@@ -42,6 +42,12 @@ def test_app_services_wait_for_migration_and_healthy_backends(compose: dict) -> 
     assert compose["services"]["migrate"]["restart"] == "no"
 
 
+def test_long_running_services_are_restarted_and_the_migration_is_not(compose: dict) -> None:
+    for name in ("worker", "beat", "flower", "redis", "postgres"):
+        assert compose["services"][name].get("restart") == "unless-stopped", f"{name} must come back after a crash"
+    assert compose["services"]["migrate"]["restart"] == "no"  # a one-shot job: its exit is the result
+
+
 def test_commands_exist_in_the_cli(compose: dict) -> None:
     from cli.main import build_parser
 
