@@ -5,11 +5,12 @@ beat processes started exactly as production starts them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             from worker import embedded_redis
 
             embedded_redis.stop(settings.embedded_redis_socket)
+
+
+def redis_values(client: redis.Redis, *, skip: Callable[[str], bool] = lambda key: False) -> Iterator[tuple[str, str]]:
+    """Every (key, value) stored in Redis, as text, for canary checks; ``skip`` leaves keys out."""
+    for key in client.scan_iter(count=1000):
+        if skip(key):
+            continue
+        kind = client.type(key)
+        if kind == "string":
+            values = [client.get(key) or ""]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = list(client.hgetall(key).values())
+        elif kind == "stream":
+            values = [json.dumps(fields) for _, fields in client.xrange(key)]
+        elif kind == "zset":
+            values = list(client.zrange(key, 0, -1))
+        elif kind == "set":
+            values = list(client.smembers(key))
+        else:
+            values = []
+        for value in values:
+            yield key, str(value)

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from cli.demo import sample_pdf
 from config.names import INTAKE_QUEUE
 from services.uploads import upload_status
-from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id
+from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id, redis_values
 from tests.worker.poison import envelope
 
 pytestmark = pytest.mark.integration
@@ -66,26 +66,12 @@ def test_canaries_appear_only_in_their_own_columns(stack: Stack) -> None:
     for canary in canaries:
         assert canary not in logs, f"{canary} in the logs"
 
-    client = stack.runtime.redis
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        if key in (INTAKE_QUEUE, "unacked") or key.startswith(f"{INTAKE_QUEUE}.") or kind == "none":
-            continue  # queued message bodies carry the request by design
-        if kind == "string":
-            values = [client.get(key) or ""]
-        elif kind == "list":
-            values = client.lrange(key, 0, -1)
-        elif kind == "hash":
-            values = list(client.hgetall(key).values())
-        elif kind == "stream":
-            values = [json.dumps(fields) for _, fields in client.xrange(key)]
-        elif kind in ("zset", "set"):
-            values = list(client.zrange(key, 0, -1)) if kind == "zset" else list(client.smembers(key))
-        else:
-            values = []
-        for value in values:
-            for canary in canaries:
-                assert canary not in str(value), f"{canary} in Redis key {key}"
+    def queued_bodies(key: str) -> bool:  # queued message bodies carry the request by design
+        return key in (INTAKE_QUEUE, "unacked") or key.startswith(f"{INTAKE_QUEUE}.")
+
+    for key, value in redis_values(stack.runtime.redis, skip=queued_bodies):
+        for canary in canaries:
+            assert canary not in value, f"{canary} in Redis key {key}"
 
     # The database holds them only where they belong: the candidate itself and the duplicate guard.
     allowed = {("uploads", "candidate"), ("uploads", "email_normalized"), ("application_claims", "email_normalized")}

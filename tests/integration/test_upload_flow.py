@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from cli.demo import sample_pdf
 from models import Upload, UploadState, utcnow
-from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id
+from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id, redis_values
 
 
 def test_candidate_with_cv_arrives_with_document_attached(stack: Stack) -> None:
@@ -169,24 +169,9 @@ def test_access_tokens_never_leave_the_database_encrypted(stack: Stack) -> None:
         assert canary not in logs
     # Candidate data stays out of the logs too: every test candidate has an example.org email.
     assert "@example.org" not in logs
-    client = stack.runtime.redis
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key)
-        if kind == "string":
-            values = [client.get(key) or ""]
-        elif kind == "list":
-            values = client.lrange(key, 0, -1)
-        elif kind == "hash":
-            values = list(client.hgetall(key).values())
-        elif kind == "stream":
-            values = [json.dumps(fields) for _, fields in client.xrange(key)]
-        elif kind == "zset":
-            values = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
-        else:
-            values = []
-        for value in values:
-            for canary in canaries:
-                assert canary not in str(value), f"token found in Redis key {key}"
+    for key, value in redis_values(stack.runtime.redis):
+        for canary in canaries:
+            assert canary not in value, f"token found in Redis key {key}"
     from sqlalchemy import text
 
     with stack.runtime.engine.connect() as conn:
