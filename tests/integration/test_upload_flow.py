@@ -271,13 +271,14 @@ def test_messages_a_killed_worker_held_come_back_within_a_minute(stack: Stack) -
     request_id = new_id()
     from tasks.producer import _producer
 
-    _producer(stack.runtime.settings.broker_url).send_task(
+    sent = _producer(stack.runtime.settings.broker_url).send_task(
         "personio_sync.upload_candidate", args=[{"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b",
                                                  "candidate": candidate(f"{request_id}@example.org")}],
         queue="personio-sync", countdown=3,
     )
     deadline = time.monotonic() + 10
-    while not stack.runtime.redis.hlen("unacked"):  # a worker reserved it and holds it until the countdown ends
+    # Until a worker has reserved it (it holds the message until the countdown ends).
+    while not any(sent.id in value for value in stack.runtime.redis.hvals("unacked")):
         assert time.monotonic() < deadline, "no worker reserved the message"
         time.sleep(0.05)
     workers = [p for p in stack.processes if list(p.args)[list(p.args).index("-A") + 2] == "worker" and p.poll() is None]
