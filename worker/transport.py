@@ -267,41 +267,153 @@ def dead_letter_record(raw: bytes | str, *, queue: str, reason: str, now: float 
     }
 
 
+# Pops the first item of the first non-empty list and, in the same atomic step, keeps a copy
+# in the "holding" hash with the time, so no kill between the pop and kombu's own unacked
+# record can lose it. KEYS: holding hash, holding index, then the lists in order.
+# ARGV: now, a fresh id. Returns {list, item, id} or nil.
+_POP_AND_HOLD = """
+for i = 3, #KEYS do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    redis.call('HSET', KEYS[1], ARGV[2] .. ':item', item, ARGV[2] .. ':queue', KEYS[i])
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+    return {KEYS[i], item, ARGV[2]}
+  end
+end
+return nil
+"""
+
+# Puts held items older than ARGV[1] back at the consuming end of their list. KEYS: holding
+# hash, holding index. Returns how many came back.
+_RESTORE_HELD = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, id in ipairs(stale) do
+  local item = redis.call('HGET', KEYS[1], id .. ':item')
+  local queue = redis.call('HGET', KEYS[1], id .. ':queue')
+  if item and queue then
+    redis.call('RPUSH', queue, item)
+  end
+  redis.call('HDEL', KEYS[1], id .. ':item', id .. ':queue')
+  redis.call('ZREM', KEYS[2], id)
+end
+return #stale
+"""
+
+HOLDING_KEY = "personio-sync:holding"
+HOLDING_INDEX_KEY = "personio-sync:holding_index"
+# How long an idle consumer waits before it asks again (the pop cannot block; see Channel).
+IDLE_POLL_SECONDS = 0.05
+
+
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel with every popped item inspected before it is delivered."""
+    """kombu's Redis channel: popped items are held atomically and inspected before delivery.
+
+    kombu pops with BRPOP and records the message as unacked afterwards: a worker killed
+    between the two (or a Redis crash that loses BRPOP's reply) loses the message for good.
+    Here the pop is a Lua script that keeps a copy in a holding hash in the same step; the copy
+    is dropped once kombu has recorded the message (or it was dead-lettered), and any worker
+    puts copies older than the visibility timeout back on their queue. A script cannot block,
+    so an idle consumer asks again every ``IDLE_POLL_SECONDS`` instead of waiting in BRPOP.
+    """
+
+    _idle_until = 0.0
+    _wake_pending = False
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        wait = self._idle_until - time.monotonic()
+        if wait > 0:
+            self._wake_in(wait)
+            return
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        holding = [self._option("holding_key", HOLDING_KEY), self._option("holding_index_key", HOLDING_INDEX_KEY)]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command(
+            "EVAL", _POP_AND_HOLD, len(keys) + 2, *holding, *keys, repr(time.time()), uuid.uuid4().hex
+        )
+
+    def _wake_in(self, seconds: float) -> None:
+        """Make the event loop come back to this channel after ``seconds`` (or sleep without one)."""
+        hub = getattr(self.connection.cycle, "hub", None)
+        if hub is None:
+            time.sleep(seconds)
+            self._idle_until = 0.0
+            return
+        if not self._wake_pending:
+            self._wake_pending = True
+
+            def wake() -> None:
+                self._wake_pending = False
+
+            hub.call_later(seconds, wake)
 
     def _brpop_read(self, **options: Any) -> bool:
-        # kombu's _brpop_read, with ``_accept`` where it calls ``_deliver(loads(item))``.
+        # kombu's _brpop_read, reading the script's answer and with ``_accept`` where it calls
+        # ``_deliver(loads(item))``.
         try:
             try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if dest__item:
-                dest, item = dest__item
+            except kombu_redis.redis.ResponseError:
+                log.exception("the pop script failed; retrying shortly")
+                reply = None
+            if reply:
+                dest, item, held_id = reply
                 dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
                 self._queue_cycle.rotate(dest)
+                self._idle_until = 0.0
                 self._accept(item, dest)
+                self._release(bytes_to_str(held_id))
                 return True
+            self._idle_until = time.monotonic() + IDLE_POLL_SECONDS
             raise kombu_redis.Empty()
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
 
-    def _get(self, queue: str) -> dict[str, Any]:
-        # The synchronous path (basic_get, drain without an event loop): dead letters are
-        # skipped so the caller sees the next good message or Empty.
+    def _release(self, held_id: str) -> None:
+        """Drop the holding copy: kombu's unacked record (or a dead letter) has the message now."""
         with self.conn_or_acquire() as client:
-            for pri in self.priority_steps:
-                while True:
-                    item = client.rpop(self._q_for_pri(queue, pri))
-                    if not item:
-                        break
-                    try:
-                        return inspect_message(item).payload
-                    except PoisonMessage as poison:
-                        self._dead_letter(item, queue, str(poison))
+            pipe = client.pipeline()
+            pipe.hdel(self._option("holding_key", HOLDING_KEY), f"{held_id}:item", f"{held_id}:queue")
+            pipe.zrem(self._option("holding_index_key", HOLDING_INDEX_KEY), held_id)
+            pipe.execute()
+
+    def restore_held(self, older_than: float) -> int:
+        """Put items held longer than ``older_than`` seconds (their consumer died) back on their queues."""
+        with self.conn_or_acquire() as client:
+            return int(
+                client.eval(
+                    _RESTORE_HELD, 2, self._option("holding_key", HOLDING_KEY),
+                    self._option("holding_index_key", HOLDING_INDEX_KEY), repr(time.time() - older_than),
+                )
+            )
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        # The synchronous path (basic_get): the same held pop; dead letters are skipped so the
+        # caller sees the next good message or Empty.
+        holding = [self._option("holding_key", HOLDING_KEY), self._option("holding_index_key", HOLDING_INDEX_KEY)]
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        with self.conn_or_acquire() as client:
+            while True:
+                reply = client.eval(_POP_AND_HOLD, len(keys) + 2, *holding, *keys, repr(time.time()), uuid.uuid4().hex)
+                if not reply:
+                    break
+                _, item, held_id = reply
+                try:
+                    payload = inspect_message(item).payload
+                except PoisonMessage as poison:
+                    self._dead_letter(item, queue, str(poison))
+                    self._release(bytes_to_str(held_id))
+                    continue
+                # kombu records basic_get's message as unacked right after this returns.
+                self._release(bytes_to_str(held_id))
+                return payload
             self._maybe_update_queues_expire(client, queue)
             raise kombu_redis.Empty()
 
@@ -383,12 +495,16 @@ class Transport(kombu_redis.Transport):
         if old is not None:
             old.cancel()
         timeout = float(connection.client.transport_options.get("visibility_timeout", Channel.visibility_timeout))
-        cycle._visibility_heartbeat_tref = loop.call_repeatedly(max(timeout / 3, 1.0), self._heartbeat)
+        cycle._visibility_heartbeat_tref = loop.call_repeatedly(max(timeout / 3, 1.0), lambda: self._heartbeat(timeout))
+        cycle.hub = loop  # lets an idle channel schedule its next pop
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, timeout: float) -> None:
         for channel in list(self.cycle._channels):
             try:
                 channel.refresh_visibility()
+                restored = channel.restore_held(timeout)
+                if restored:
+                    log.warning("%d message(s) popped by a consumer that died before recording them: back on their queues", restored)
             except channel.connection_errors:
                 # Redis is away: kombu reconnects; the next beat stamps again.
                 log.debug("visibility heartbeat skipped: Redis unreachable", exc_info=True)

@@ -116,19 +116,22 @@ def test_broker_urls_select_this_transport() -> None:
 def broker(real_redis_url: str) -> Iterator[tuple[Connection, redis.Redis, dict[str, str]]]:
     """A kombu connection through our transport, with keys of its own on the shared server."""
     suffix = uuid.uuid4().hex[:8]
-    names = {"queue": f"test-poison-{suffix}", "dead": f"test-dead-{suffix}", "events": f"test-events-{suffix}"}
+    names = {"queue": f"test-poison-{suffix}", "dead": f"test-dead-{suffix}", "events": f"test-events-{suffix}",
+             "holding": f"holding-{suffix}", "holding_index": f"holding_index-{suffix}"}
     url = real_redis_url.replace("unix://", "redis+socket://")
     options = {"visibility_timeout": 3, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
                "dead_letters_key": names["dead"], "events_stream": names["events"],
                "unacked_key": f"unacked-{suffix}", "unacked_index_key": f"unacked_index-{suffix}",
-               "unacked_mutex_key": f"unacked_mutex-{suffix}"}
+               "unacked_mutex_key": f"unacked_mutex-{suffix}",
+               "holding_key": f"holding-{suffix}", "holding_index_key": f"holding_index-{suffix}"}
     connection = Connection(broker_url_for(url), transport_options=options)
     client = redis.Redis.from_url(real_redis_url)
     try:
         yield connection, client, names
     finally:
         connection.release()
-        client.delete(names["queue"], names["dead"], names["events"], f"unacked-{suffix}", f"unacked_index-{suffix}")
+        client.delete(names["queue"], names["dead"], names["events"], f"unacked-{suffix}", f"unacked_index-{suffix}",
+                      f"holding-{suffix}", f"holding_index-{suffix}")
         client.close()
 
 
@@ -231,3 +234,35 @@ def test_a_dead_holders_message_comes_back_after_the_timeout(broker: tuple[Conne
         time.sleep(0.2)
     assert 3 <= time.monotonic() - started + 0.5
     assert json.loads(base64.b64decode(json.loads(client.lindex(queue, 0))["body"]))[0][0]["request_id"] == "orphan"
+
+
+def test_consumed_messages_leave_no_holding_copy(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
+    connection, client, names = broker
+    queue = names["queue"]
+    _queue(queue)(connection.default_channel).declare()
+    client.lpush(queue, _good(queue, "one"))
+    client.lpush(queue, b"not JSON")
+    received = _consume(connection, queue, want=1)
+    assert len(received) == 1
+    time.sleep(0.3)
+    assert client.hlen(names["holding"]) == 0
+    assert client.zcard(names["holding_index"]) == 0
+
+
+def test_a_message_popped_by_a_consumer_that_died_before_recording_it_comes_back(
+    broker: tuple[Connection, redis.Redis, dict[str, str]],
+) -> None:
+    """The window kombu's BRPOP leaves open: popped, then killed before the unacked record."""
+    from worker.transport import _POP_AND_HOLD
+
+    connection, client, names = broker
+    queue = names["queue"]
+    channel = connection.default_channel
+    client.lpush(queue, _good(queue, "orphan"))
+    # What a consumer's pop does, atomically; then it is killed (nothing else happens).
+    popped = client.eval(_POP_AND_HOLD, 3, names["holding"], names["holding_index"], queue, repr(time.time() - 60), "dead-consumer")
+    assert popped is not None and client.llen(queue) == 0
+    assert channel.restore_held(older_than=3600) == 0  # younger than the timeout: maybe still alive
+    assert channel.restore_held(older_than=30) == 1
+    assert json.loads(base64.b64decode(json.loads(client.lindex(queue, 0))["body"]))[0][0]["request_id"] == "orphan"
+    assert client.hlen(names["holding"]) == 0
