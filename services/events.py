@@ -115,12 +115,14 @@ def relay_outbox(
     maxlen: int = 100_000,
     batch: int = 100,
     max_batches: int = 50,
-    lock_ttl: float = 60.0,
+    lock_ttl: float = 10.0,
 ) -> int:
     """XADD committed outbox events to ``stream`` in id order, then delete them; returns how many.
 
     One relay at a time per stream (a Redis lock with a TTL): a relay that finds another
-    one running returns 0 at once, and the running one, or the next, sends the rest. When
+    one running returns 0 at once, and the running one, or the next, sends the rest. The
+    lock is short and renewed after every batch, so a relay that died with Redis (its lock
+    surviving a restart) holds up the others for seconds, not a minute. When
     Redis fails, the events stay in the outbox for the next run (logged, not raised). A
     crash between XADD and the delete re-sends those events later with the same
     ``event_id``: at least once, never lost.
@@ -157,6 +159,11 @@ def relay_outbox(
             session.commit()
             sent += len(ids)
             if len(rows) < batch:
+                break
+            try:
+                lock.reacquire()  # a long relay keeps its lock; a dead one loses it within lock_ttl
+            except (LockError, redis.RedisError):
+                log.warning("event relay lost its lock; stopping here, the next relay sends the rest")
                 break
     finally:
         try:
