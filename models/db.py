@@ -29,7 +29,9 @@ def create_db_engine(database_url: str, **kwargs: Any) -> Engine:
         # Enough pooled connections for a thread-pool worker (32 threads plus dispatch).
         kwargs.setdefault("pool_size", 40)
         kwargs.setdefault("max_overflow", 20)
-        engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        # hide_parameters: a database error's text never carries the values (candidate data)
+        # into logs, task results or Flower.
+        engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -52,7 +54,7 @@ def create_db_engine(database_url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 40)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(database_url, pool_pre_ping=True, **kwargs)
+    return create_engine(database_url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def end_transaction(session: Session) -> None:

@@ -1,6 +1,6 @@
 """kombu's Redis transport, hardened for a queue that other programs write to.
 
-Two things kombu's own transport does not do, and this one adds:
+What kombu's own transport does not do, and this one adds:
 
 **Poison messages.** kombu turns the bytes it pops from a Redis list into a message inside
 the channel (``json.loads``, then base64, then the envelope's fields), before Celery's
@@ -20,6 +20,9 @@ of the messages it holds (a heartbeat every third of the timeout), so the timeou
 short (30 s by default): a killed worker's messages come back within the timeout plus one
 restore sweep, and a live worker's never do.
 
+**Nothing popped is lost** (see ``Channel``), and **no candidate data in task events**: the
+``argsrepr`` Celery shows in Flower and logs is rewritten to ids only (``redact_arguments``).
+
 Registered with kombu under the names ``personio-redis`` and ``personio-rediss``; the app maps
 ``redis://``, ``rediss://`` and ``redis+socket://`` URLs onto them (see ``broker_url_for``).
 """
@@ -30,6 +33,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -68,6 +72,10 @@ class Inspected:
     payload: dict[str, Any]
     task: str
     message_id: str
+    args: list[Any]
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def inspect_message(raw: bytes | str) -> Inspected:
@@ -149,7 +157,7 @@ def inspect_message(raw: bytes | str) -> Inspected:
     for position, (value, kind) in enumerate(zip(args, expected, strict=True)):
         if kind is not object and (not isinstance(value, kind) or isinstance(value, bool)):
             raise PoisonMessage(f"{task} argument {position + 1} must be {kind.__name__}, the message has {_kind(value)}")
-    return Inspected(payload=payload, task=task, message_id=message_id)
+    return Inspected(payload=payload, task=task, message_id=message_id, args=args)
 
 
 def _text(raw: bytes | str, what: str) -> str:
@@ -239,6 +247,29 @@ def _is_timestamp(value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def redact_arguments(inspected: Inspected) -> None:
+    """Replace the envelope's ``argsrepr``/``kwargsrepr`` with ids only, whatever the producer wrote.
+
+    Celery shows these two headers in task events (Flower) and logs instead of the arguments;
+    a producer that copies the request into them would put candidate data there. An upload
+    request is shown by its ``request_id`` when that is a plain id, other tasks by their
+    integer and id arguments.
+    """
+    headers = inspected.payload["headers"]
+    shown = []
+    for value in inspected.args:
+        if isinstance(value, dict):
+            request_id = value.get("request_id") or value.get("backfill_id")
+            plain = isinstance(request_id, str) and _PLAIN_ID.fullmatch(request_id) is not None
+            shown.append(f"<request {request_id}>" if plain else "<request>")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            shown.append(str(value))
+        else:
+            shown.append("<…>")
+    headers["argsrepr"] = "[" + ", ".join(shown) + "]"
+    headers["kwargsrepr"] = "{}"
 
 
 def dead_letter_record(raw: bytes | str, *, queue: str, reason: str, now: float | None = None) -> dict[str, Any]:
@@ -424,6 +455,7 @@ class Channel(kombu_redis.Channel):
             self._dead_letter(item, queue, str(poison))
             return
         tag = inspected.payload["properties"]["delivery_tag"]
+        redact_arguments(inspected)
         try:
             self.connection._deliver(inspected.payload, queue)
         except self.connection_errors:

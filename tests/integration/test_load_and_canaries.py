@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import socket
+import subprocess
 import time
 import uuid
 
 import pytest
+import requests
 from sqlalchemy import inspect, text
 
 from cli.demo import sample_pdf
+from cli.processes import flower_command
+from config import load_settings
 from config.names import INTAKE_QUEUE
 from services.uploads import upload_status
-from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id, redis_values
+from tests.integration.conftest import (
+    COMPANY_A,
+    COMPANY_B,
+    ROOT,
+    Stack,
+    candidate,
+    new_id,
+    redis_values,
+)
 from tests.worker.poison import envelope
 
 pytestmark = pytest.mark.integration
@@ -54,13 +69,51 @@ def test_a_burst_of_1000_requests_while_uploads_run_meets_no_locked_database(sta
     assert "intake of message" not in logs  # not even a retried intake
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_canaries_appear_only_in_their_own_columns(stack: Stack) -> None:
+    port = _free_port()
+    env = {**stack.env, "PERSONIO_SYNC_FLOWER_PORT": str(port), "PERSONIO_SYNC_FLOWER_BASIC_AUTH": "ops:canary-test-pw"}
+    flower_log = stack.data_dir / "flower.log"
+    flower = subprocess.Popen(flower_command(load_settings(env)), env=env, cwd=ROOT, stdout=open(flower_log, "ab"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/workers", auth=("ops", "canary-test-pw"), timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and flower.poll() is None, flower_log.read_text()[-2000:]
+            time.sleep(0.3)
+        _check_canaries(stack, port)
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(20)
+
+
+def _check_canaries(stack: Stack, flower_port: int) -> None:
     request_id = new_id()
     email, phone = f"canary-{uuid.uuid4().hex[:10]}@example.org", "+49 30 5550199"
-    stack.send({"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b", "candidate": candidate(email, phone=phone)})
+    request = {"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b", "candidate": candidate(email, phone=phone)}
+    # A careless producer: the whole request in argsrepr, which Celery shows in Flower.
+    message = envelope([request], headers__argsrepr=json.dumps([request]))
+    message["properties"]["delivery_info"]["routing_key"] = INTAKE_QUEUE
+    stack.runtime.redis.lpush(INTAKE_QUEUE, json.dumps(message))
     assert stack.wait_terminal(request_id)["state"] == "submitted"
-    time.sleep(1.5)  # let the relay publish the outcome event
+    time.sleep(1.5)  # let the relay publish the outcome event, and Flower take in the task events
     canaries = [COMPANY_A.access_token, COMPANY_B.access_token, email, email.lower(), phone]
+
+    tasks = requests.get(f"http://127.0.0.1:{flower_port}/api/tasks", auth=("ops", "canary-test-pw"), timeout=10)
+    assert tasks.ok
+    assert message["headers"]["id"] in tasks.text  # Flower saw the task ...
+    for canary in canaries:
+        assert canary not in tasks.text, f"{canary} in Flower"  # ... but none of its data
 
     logs = stack.logs()
     for canary in canaries:

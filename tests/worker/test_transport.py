@@ -266,3 +266,20 @@ def test_a_message_popped_by_a_consumer_that_died_before_recording_it_comes_back
     assert channel.restore_held(older_than=30) == 1
     assert json.loads(base64.b64decode(json.loads(client.lindex(queue, 0))["body"]))[0][0]["request_id"] == "orphan"
     assert client.hlen(names["holding"]) == 0
+
+
+def test_argument_reprs_are_rewritten_to_ids_whatever_the_producer_wrote() -> None:
+    from worker.transport import redact_arguments
+
+    message = envelope([{"request_id": "req-7", "candidate": {"email": "alex@example.org"}}], headers__argsrepr="[{'email': 'alex@example.org'}]",
+                       headers__kwargsrepr="{'x': 'alex@example.org'}")
+    inspected = inspect_message(json.dumps(message).encode())
+    redact_arguments(inspected)
+    assert inspected.payload["headers"]["argsrepr"] == "[<request req-7>]"
+    assert inspected.payload["headers"]["kwargsrepr"] == "{}"
+    odd = inspect_message(json.dumps(envelope([{"request_id": "alex@example.org"}])).encode())
+    redact_arguments(odd)
+    assert odd.payload["headers"]["argsrepr"] == "[<request>]"
+    step = inspect_message(json.dumps(envelope([12, "lease-token"], task="personio_sync.process_upload")).encode())
+    redact_arguments(step)
+    assert step.payload["headers"]["argsrepr"] == "[12, <…>]"
