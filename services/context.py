@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 
 
 class Acquisition(Protocol):
-    granted: bool
-    wait: float
-    locked_out: bool
-    remaining: int
+    """Read-only view of a limiter's answer (``ratelimit.Acquisition`` is a frozen dataclass)."""
+
+    @property
+    def granted(self) -> bool: ...
+    @property
+    def wait(self) -> float: ...
+    @property
+    def locked_out(self) -> bool: ...
+    @property
+    def remaining(self) -> int: ...
 
 
 class RateLimiter(Protocol):

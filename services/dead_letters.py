@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -50,7 +50,10 @@ class DeadLetterError(Exception):
 def list_dead_letters(client: redis.Redis, *, key: str = DEAD_LETTERS_KEY) -> list[DeadLetter]:
     """Every dead letter, oldest first."""
     letters = []
-    for stored in reversed(client.lrange(key, 0, -1)):
+    # redis-py types every reply as "Awaitable | Any" (one annotation for the sync and the
+    # asyncio client); this synchronous client answers LRANGE with a list.
+    entries = cast("list[bytes | str]", client.lrange(key, 0, -1))
+    for stored in reversed(entries):
         text = stored.decode() if isinstance(stored, bytes) else stored
         try:
             record = json.loads(text)

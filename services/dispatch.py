@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from models import Connection, Priority, Upload, UploadState
@@ -86,11 +87,15 @@ def dispatch_connection(
     for upload_id, priority in candidates:
         token = new_lease_token()
         # Conditional update: two dispatchers racing for the same row cannot both win.
-        won = session.execute(
-            update(Upload)
-            .where(Upload.id == upload_id, Upload.state == UploadState.QUEUED)
-            .values(state=UploadState.SENDING, lease_token=token, lease_until=lease_until, updated_at=now)
-            .execution_options(synchronize_session=False)
+        # Session.execute is typed Result for any statement; a DML statement gives a CursorResult.
+        won = cast(
+            "CursorResult[Any]",
+            session.execute(
+                update(Upload)
+                .where(Upload.id == upload_id, Upload.state == UploadState.QUEUED)
+                .values(state=UploadState.SENDING, lease_token=token, lease_until=lease_until, updated_at=now)
+                .execution_options(synchronize_session=False)
+            ),
         ).rowcount
         if won:
             claimed.append(Claimed(upload_id, token, priority, connection_id))
@@ -104,14 +109,17 @@ def due_connections(session: Session, now: datetime, *, limit: int = 10_000, con
     Two aggregate queries for all connections: the pump must not open a transaction per
     company that is already busy (with hundreds of companies that was the worker's CPU).
     """
-    due = list(
-        session.scalars(
+    # The query already excludes NULL; the ``is not None`` only narrows the column's type.
+    due = [
+        connection_id
+        for connection_id in session.scalars(
             select(Upload.connection_id)
             .where(Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now, Upload.connection_id.is_not(None))
             .group_by(Upload.connection_id)
             .limit(limit)
         ).all()
-    )
+        if connection_id is not None
+    ]
     if concurrency is None or not due:
         return due
     in_flight = dict(

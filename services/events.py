@@ -147,6 +147,8 @@ def relay_outbox(
             ids = [row.id for row in rows]
             pipe = client.pipeline(transaction=False)
             for row in rows:
+                # arg-type: redis-py annotates ``fields`` as the invariant Dict[FieldT, EncodableT],
+                # which rejects this dict[str, str] (str is an EncodableT; a Mapping is what it reads).
                 pipe.xadd(stream, stream_fields(row.event_id, row.payload), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
             try:
                 pipe.execute()

@@ -31,9 +31,9 @@ import mimetypes
 import uuid as uuid_module
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -119,18 +119,22 @@ _STEP_TOKEN = "personio_sync.step_token"  # key in Session.info: the lease token
 def backoff_delay(attempt: int, deps: SyncDeps) -> float:
     """Capped exponential backoff with equal jitter: never zero, never above the cap."""
     policy = deps.policy
-    ceiling = min(policy.backoff_cap, policy.backoff_base * (2 ** max(attempt - 1, 0)))
+    ceiling: float = min(policy.backoff_cap, policy.backoff_base * (2 ** max(attempt - 1, 0)))
     return ceiling / 2 + deps.rng.uniform(0, ceiling / 2)
 
 
 def process_upload(session: Session, deps: SyncDeps, upload_id: int, lease_token: str) -> StepResult:
     """Run one step for a claimed upload; see the module docstring."""
     step_token = new_lease_token()
-    taken = session.execute(
-        update(Upload)
-        .where(Upload.id == upload_id, Upload.state == UploadState.SENDING, Upload.lease_token == lease_token)
-        .values(lease_token=step_token, lease_until=deps.clock() + timedelta(seconds=deps.policy.lease))
-        .execution_options(synchronize_session=False)
+    # Session.execute is typed Result for any statement; a DML statement gives a CursorResult.
+    taken = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(Upload)
+            .where(Upload.id == upload_id, Upload.state == UploadState.SENDING, Upload.lease_token == lease_token)
+            .values(lease_token=step_token, lease_until=deps.clock() + timedelta(seconds=deps.policy.lease))
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     session.commit()
     upload = session.get(Upload, upload_id, populate_existing=True)
@@ -332,7 +336,6 @@ def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connecti
             uploaded = client.upload_document(filename=document.filename, content=content, mimetype=mimetype)
         except PersonioError as error:
             _handle_error(session, deps, upload, connection, error, filename=document.filename, document_field=f"candidate.documents.{document.position}")
-            raise AssertionError("unreachable")  # _handle_error always raises
         document.personio_uuid = uploaded.uuid
         document.uploaded_at = deps.clock()
         _commit(session, upload)
@@ -442,7 +445,7 @@ def _handle_error(
     document_field: str | None = None,
     application: bool = False,
     earlier_unconfirmed: bool = False,
-) -> None:
+) -> NoReturn:
     """Turn a classified Personio error into the upload's next state (always raises)."""
     now = deps.clock()
     definite = (

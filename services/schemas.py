@@ -331,7 +331,7 @@ class DocumentSchema(_Contract):
             if len(content) > limit:
                 raise ValidationError(f"is larger than the {format_size(limit)} allowed inline; send larger files by url.", "content_base64")
             data["content"] = content
-        elif text_problem(url) is None:  # bad text is reported on its own
+        elif url is not None and text_problem(url) is None:  # bad text is reported on its own
             problem = _url_problem(url, policy)
             if problem is not None:
                 raise ValidationError(problem, "url")
@@ -396,12 +396,12 @@ class CandidateSchema(_Contract):
                     if _iso_date(item) > _POLICY.get().today:
                         problems[key] = ["lies in the future; use the candidate's date of birth."]
                 except ValidationError as exc:
-                    problems[key] = [str(m) for m in exc.messages]  # type: ignore[union-attr]
+                    problems[key] = [str(m) for m in exc.messages]
             elif key == "available_from":
                 try:
                     _iso_date(item)
                 except ValidationError as exc:
-                    problems[key] = [str(m) for m in exc.messages]  # type: ignore[union-attr]
+                    problems[key] = [str(m) for m in exc.messages]
         if problems:
             raise ValidationError(problems)
 
@@ -546,14 +546,14 @@ def load_upload_request(payload: Any, policy: IntakePolicy) -> dict[str, Any]:
         raise UploadRequestInvalid(["request: must be a JSON object (see the README's message contract)."], None, ["request"])
     token = _POLICY.set(policy)
     try:
-        loaded = UploadRequestSchema().load(payload)
+        loaded: dict[str, Any] = UploadRequestSchema().load(payload)
         failure = None
     except ValidationError as exc:
         failure = exc
     finally:
         _POLICY.reset(token)
     if failure is None and not any(True for _ in _scan_text(payload, _KeyNames())):
-        return loaded  # type: ignore[no-any-return]
+        return loaded
     errors, fields_ = _report(payload, failure)
     raise UploadRequestInvalid(errors, usable_request_id(payload.get("request_id")), fields_)
 
