@@ -47,22 +47,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-class StrEnumType(TypeDecorator[enum.Enum]):
-    """Persist a Python enum by its value (readable in SQL, no native enum migrations)."""
+class StrEnumType(TypeDecorator[enum.StrEnum]):
+    """Persist a str-valued enum by its value (readable in SQL, no native enum migrations)."""
 
     impl = String(32)
     cache_ok = True
 
-    def __init__(self, enum_class: type[enum.Enum], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, enum_class: type[enum.StrEnum], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.enum_class = enum_class
 
-    def process_bind_param(self, value: enum.Enum | str | None, dialect: Dialect) -> str | None:
+    def process_bind_param(self, value: enum.StrEnum | str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
         return self.enum_class(value).value
 
-    def process_result_value(self, value: str | None, dialect: Dialect) -> enum.Enum | None:
+    def process_result_value(self, value: str | None, dialect: Dialect) -> enum.StrEnum | None:
         if value is None:
             return None
         return self.enum_class(value)
@@ -73,5 +73,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
     def __repr__(self) -> str:
-        primary = ", ".join(f"{c.key}={getattr(self, c.key)!r}" for c in self.__mapper__.primary_key)
+        mapper = self.__mapper__
+        keys = [mapper.get_property_by_column(c).key for c in mapper.primary_key]  # attribute names
+        primary = ", ".join(f"{key}={getattr(self, key)!r}" for key in keys)
         return f"<{type(self).__name__} {primary}>"
