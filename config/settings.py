@@ -115,7 +115,10 @@ def _duration(env: Mapping[str, str], name: str, default: str, problems: list[st
     match = _DURATION.match(raw)
     if not match:
         problems.append(f"{name}={raw!r} is not a duration: use a number of seconds such as 60, 60s, 500ms or 5m.")
-        return float(_DURATION.match(default).group(1)) * _UNITS[_DURATION.match(default).group(2)]  # type: ignore[union-attr]
+        fallback = _DURATION.match(default)
+        if fallback is None:  # the defaults are literals in this module
+            raise ValueError(f"invalid default duration {default!r} for {name}")
+        return float(fallback.group(1)) * _UNITS[fallback.group(2)]
     value = float(match.group(1)) * _UNITS[match.group(2)]
     if value < 0 or (value == 0 and not allow_zero):
         problems.append(f"{name}={raw!r} must be greater than zero.")

@@ -55,6 +55,10 @@ class PersonioError(Exception):
     """Root of every error the Personio client raises."""
 
     retryable: bool = False
+    # A class constant in most subclasses, set per instance by FeedError (so it must stay a
+    # writable attribute here), and a read-only property in the three API errors that derive
+    # it from Personio's answer: those overrides carry ``type: ignore[override]``, since mypy
+    # does not let a property override a writable attribute (nothing assigns to those three).
     reason_code: str = "personio.error"
 
 
@@ -156,7 +160,7 @@ class PersonioFeatureDisabled(PersonioAPIError):
     """403: the company's plan lacks recruiting or the recruiting API."""
 
     @property
-    def reason_code(self) -> str:  # type: ignore[override]
+    def reason_code(self) -> str:  # type: ignore[override]  # computed; see PersonioError
         for code in ("feature.public-api.disabled", "feature.recruiting.disabled"):
             if self.has_reason(code) or (self.detail and code in self.detail):
                 return code
@@ -169,7 +173,7 @@ class PersonioPayloadTooLarge(PersonioAPIError):
 
 class PersonioUnprocessable(PersonioAPIError):
     @property
-    def reason_code(self) -> str:  # type: ignore[override]
+    def reason_code(self) -> str:  # type: ignore[override]  # computed; see PersonioError
         primary = self.primary_reason
         return primary.reason if primary else "errors.invalid-file-type"
 
@@ -178,7 +182,7 @@ class PersonioValidationError(PersonioAPIError):
     """400: Personio refused the application; ``reasons`` says which field and why."""
 
     @property
-    def reason_code(self) -> str:  # type: ignore[override]
+    def reason_code(self) -> str:  # type: ignore[override]  # computed; see PersonioError
         primary = self.primary_reason
         return primary.reason if primary else "personio.bad_request"
 
