@@ -8,9 +8,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the worker stack is imported only by the commands that need it
+    from worker.runtime import Runtime
 
 
 def _settings() -> Settings:
@@ -28,7 +31,7 @@ def _print(data: Any, as_json: bool, text: str | None = None) -> None:
         print(text if text is not None else json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+def _runtime(settings: Settings) -> Runtime:
     from worker.runtime import Runtime
 
     runtime = Runtime(settings)
@@ -214,7 +217,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
     with runtime.session() as session:
         rows = [describe_connection(c) for c in session.scalars(select(Connection).order_by(Connection.account_id))]
     text = "\n".join(
-        f"{r['account_id']}: {r['health']} (company {r['company_id']}, {r['jobs_domain']}) — {r['message'][language]}" for r in rows  # type: ignore[index]
+        f"{r['account_id']}: {r['health']} (company {r['company_id']}, {r['jobs_domain']}) — {r['message'][language]}" for r in rows
     ) or "(no connections)"
     _print(rows, args.json, text)
     return 0

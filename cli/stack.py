@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from cli.processes import (
     ProcessGroup,
@@ -38,7 +38,7 @@ def _stop_on_signals() -> None:
     Installed explicitly because a shell starts background jobs with SIGINT ignored.
     """
 
-    def interrupt(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)

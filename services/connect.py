@@ -23,7 +23,7 @@ from models.db import end_transaction
 from personio.client import PersonioClient, PersonioCredentials
 from personio.domain import InvalidJobsDomain, feed_url, normalise_jobs_domain
 from personio.feed import FeedDisabled, FeedError, FeedInvalid, fetch_feed
-from services.connections import describe_connection, find_connection, set_health
+from services.connections import ConnectionView, describe_connection, find_connection, set_health
 from services.context import RateLimiter
 from services.events import EventPublisher
 from services.health import probe_credentials
@@ -56,7 +56,7 @@ class Check:
 class ConnectReport:
     saved: bool
     checks: list[Check]
-    connection: dict[str, Any] | None = None
+    connection: ConnectionView | None = None
 
     @property
     def problems(self) -> list[Check]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,7 +38,23 @@ def health_message(connection: Connection) -> dict[str, str]:
     )
 
 
-def describe_connection(connection: Connection) -> dict[str, object]:
+class ConnectionView(TypedDict):
+    """A connection as :func:`describe_connection` shows it (JSON-ready, no token)."""
+
+    account_id: str
+    company_id: int
+    jobs_domain: str
+    channel_id: int | None
+    feed_language: str
+    health: str
+    health_reason: str | None
+    health_checked_at: str | None
+    health_changed_at: str | None
+    message: dict[str, str]  # by language
+    feed_fetched_at: str | None
+
+
+def describe_connection(connection: Connection) -> ConnectionView:
     """A connection as the CLI and the main app see it (never the token)."""
     return {
         "account_id": connection.account_id,

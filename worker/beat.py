@@ -38,6 +38,7 @@ REDIS_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
 class RedBeatScheduler(redbeat.RedBeatScheduler):
+    max_interval: float  # set by celery's Scheduler; declared here because redbeat is untyped
     _unreachable_since: float | None = None
     _standing_by = False
     _schedule_missing = False

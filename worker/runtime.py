@@ -16,7 +16,8 @@ from functools import cached_property
 
 import redis
 import requests
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, get_settings
 from config.names import WAKE_KEY
@@ -50,11 +51,11 @@ class Runtime:
         migrate(self.settings.database_url, self.settings.data_dir)
 
     @cached_property
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         return create_db_engine(self.settings.database_url)
 
     @cached_property
-    def sessions(self):  # type: ignore[no-untyped-def]
+    def sessions(self) -> sessionmaker[Session]:
         return make_session_factory(self.engine)
 
     @contextlib.contextmanager

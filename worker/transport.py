@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
@@ -347,6 +347,10 @@ class Channel(kombu_redis.Channel):
     so an idle consumer asks again every ``IDLE_POLL_SECONDS`` instead of waiting in BRPOP.
     """
 
+    # kombu's unannotated defaults (False, None) make these bool and None to mypy; they hold
+    # the polled connection (or False/None) and the monotonic time the pop was sent (or None).
+    _in_poll: Any
+    _brpop_sent_at: Any
     _idle_until = 0.0
     _wake_pending = False
 
@@ -425,9 +429,10 @@ class Channel(kombu_redis.Channel):
                 )
             )
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         # The synchronous path (basic_get): the same held pop; dead letters are skipped so the
-        # caller sees the next good message or Empty.
+        # caller sees the next good message or Empty. ``timeout`` is kombu's virtual-channel
+        # signature; like kombu's Redis channel this never blocks and ignores it.
         holding = [self._option("holding_key", HOLDING_KEY), self._option("holding_index_key", HOLDING_INDEX_KEY)]
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
         with self.conn_or_acquire() as client:
@@ -522,7 +527,9 @@ class Transport(kombu_redis.Transport):
 
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
         super().register_with_event_loop(connection, loop)
-        cycle = self.cycle
+        # The Redis transport's cycle is its MultiChannelPoller (kombu types the virtual base's
+        # as FairCycle | None); the heartbeat timer and the hub are hung on it here.
+        cycle: Any = self.cycle
         old = getattr(cycle, "_visibility_heartbeat_tref", None)
         if old is not None:
             old.cancel()
@@ -531,7 +538,8 @@ class Transport(kombu_redis.Transport):
         cycle.hub = loop  # lets an idle channel schedule its next pop
 
     def _heartbeat(self, timeout: float) -> None:
-        for channel in list(self.cycle._channels):
+        poller = cast(kombu_redis.MultiChannelPoller, self.cycle)
+        for channel in list(poller._channels):
             try:
                 channel.refresh_visibility()
                 restored = channel.restore_held(timeout)
