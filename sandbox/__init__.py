@@ -12,6 +12,7 @@ benchmarks point the worker at it instead of ``https://api.personio.de``.
 
 from __future__ import annotations
 
+from sandbox.cli import main
 from sandbox.config import (
     CompanyConfig,
     ConfigError,
@@ -20,7 +21,7 @@ from sandbox.config import (
     load_config,
     load_demo_config,
 )
-from sandbox.server import SandboxServer, main, start_sandbox
+from sandbox.server import SandboxServer, start_sandbox
 from sandbox.state import ApplicationRecord, DocumentRecord, SandboxState
 
 __all__ = [

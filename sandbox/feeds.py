@@ -1,9 +1,9 @@
 """Rendering of Personio's career-site jobs feed and its failure variants.
 
-The XML mirrors personio-api.md §3b/§3d: root ``workzag-jobs``, one
+The XML mirrors Personio's real feed: root ``workzag-jobs``, one
 ``position`` per *published* job, descriptions as HTML inside CDATA. The
 non-XML pages imitate what clients observe when the feed is disabled or the
-subdomain is wrong (§3c), so the worker's feed detection can be exercised.
+subdomain is wrong, so the worker's feed detection can be exercised.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def render_feed(company: CompanyConfig, language: str = DEFAULT_LANGUAGE) -> byt
     lines = ['<?xml version="1.0" encoding="UTF-8"?>']
     published = [job for job in company.jobs if job.published]
     if not published:
-        # An account without open jobs answers 200 with an empty root (§3b).
+        # An account without open jobs answers 200 with an empty root, as Personio does.
         lines.append("<workzag-jobs></workzag-jobs>")
     else:
         lines.append("<workzag-jobs>")

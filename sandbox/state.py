@@ -15,129 +15,23 @@ import hmac
 import math
 import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from sandbox.config import CompanyConfig, ConfigError, SandboxConfig
 from sandbox.feeds import etag_for, render_feed
+from sandbox.records import (
+    ENDPOINTS,
+    FAULT_KINDS,
+    ApplicationRecord,
+    CompanyStats,
+    DocumentRecord,
+    Fault,
+    FeedSnapshot,
+)
 
-ENDPOINTS = ("applications", "documents")
-FAULT_KINDS = ("status", "drop", "drop_after_commit", "delay_after_commit")
 _SHARED_BUDGET = "shared"
-
-
-class DocumentRecord(TypedDict):
-    uuid: str
-    company_id: int
-    original_filename: str
-    extension: str
-    mimetype: str
-    size: int
-    sha256: str
-    uploaded_at: str
-    uploaded_ts: float
-
-
-class ApplicationRecord(TypedDict):
-    id: int
-    company_id: int
-    job_position_id: int
-    email: str
-    email_normalized: str
-    first_name: str
-    last_name: str
-    recruiting_channel_id: int | None
-    file_uuids: list[str]
-    payload: dict[str, Any]
-    created_at: str
-    created_ts: float
-
-
-@dataclass
-class Fault:
-    """A scheduled misbehaviour for the next ``remaining`` matching API requests.
-
-    Kinds: ``status`` answers ``status`` with an error body without processing;
-    ``drop`` closes the connection without processing; ``drop_after_commit``
-    processes the request (the application/document IS recorded) and then
-    closes the connection without answering; ``delay_after_commit`` processes
-    the request and sleeps ``delay`` seconds before answering (client read
-    timeouts after a commit).
-
-    Faults fire after the credential, feature and rate-limit checks: a faulted
-    request reached "Personio", so it counts against the company's budget.
-    """
-
-    id: int
-    kind: str
-    remaining: int
-    company_id: int | None = None
-    endpoint: str | None = None
-    status: int | None = None
-    delay: float = 0.0
-
-    def matches(self, company_id: int, endpoint: str) -> bool:
-        return (self.company_id is None or self.company_id == company_id) and (
-            self.endpoint is None or self.endpoint == endpoint
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "remaining": self.remaining,
-            "company_id": self.company_id,
-            "endpoint": self.endpoint,
-            "status": self.status,
-            "delay": self.delay,
-        }
-
-
-@dataclass
-class FeedSnapshot:
-    """A company's rendered feed, cached so feed requests need not re-render."""
-
-    company: CompanyConfig
-    body: bytes
-    etag: str
-    last_modified: int
-
-
-@dataclass
-class _CompanyStats:
-    accepted: int = 0
-    rate_limited: int = 0
-    faults_fired: int = 0
-    endpoints: dict[str, Counter[str]] = field(
-        default_factory=lambda: {name: Counter() for name in ENDPOINTS}
-    )
-    statuses: Counter[str] = field(default_factory=Counter)
-    timestamps: list[tuple[float, str]] = field(default_factory=list)
-
-    def to_dict(self, include_timestamps: bool) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "accepted": self.accepted,
-            "rate_limited": self.rate_limited,
-            "faults_fired": self.faults_fired,
-            "endpoints": {
-                name: {
-                    "accepted": counts["accepted"],
-                    "rate_limited": counts["rate_limited"],
-                    "statuses": {k[7:]: v for k, v in counts.items() if k.startswith("status:")},
-                }
-                for name, counts in self.endpoints.items()
-            },
-            "statuses": dict(self.statuses),
-        }
-        if include_timestamps:
-            data["timestamps"] = [ts for ts, _ in self.timestamps]
-            for name in ENDPOINTS:
-                data["endpoints"][name]["timestamps"] = [
-                    ts for ts, endpoint in self.timestamps if endpoint == name
-                ]
-        return data
 
 
 class SandboxState:
@@ -166,7 +60,7 @@ class SandboxState:
         self._documents: dict[str, DocumentRecord] = {}
         self._applications: list[ApplicationRecord] = []
         self._application_keys: set[tuple[int, int, str]] = set()
-        self._stats: dict[int, _CompanyStats] = {}
+        self._stats: dict[int, CompanyStats] = {}
         self._unauthorized = 0
         self._faults: list[Fault] = []
         self._fault_seq = 0
@@ -330,7 +224,7 @@ class SandboxState:
             return None
 
     @staticmethod
-    def _refuse(stats: _CompanyStats, endpoint: str, wait: float) -> float:
+    def _refuse(stats: CompanyStats, endpoint: str, wait: float) -> float:
         stats.rate_limited += 1
         stats.endpoints[endpoint]["rate_limited"] += 1
         return max(wait, 0.0)
@@ -418,8 +312,8 @@ class SandboxState:
 
     # ------------------------------------------------------------------ stats
 
-    def _company_stats(self, company_id: int) -> _CompanyStats:
-        return self._stats.setdefault(company_id, _CompanyStats())
+    def _company_stats(self, company_id: int) -> CompanyStats:
+        return self._stats.setdefault(company_id, CompanyStats())
 
     def record_response(self, company_id: int | None, endpoint: str, status: int | str) -> None:
         """Count the answer to an API request (company None = not authenticated).

@@ -12,17 +12,18 @@ Usage::
     ...
     recorder.assert_clean()
 
-The spec is ``shared/personio/personio-recruiting-api.yaml`` next to the repo;
-where that does not exist, ``$PERSONIO_OPENAPI_SPEC`` names it. Its ``servers`` point at
+The spec is loaded by ``sandbox.spec.load_spec`` (the copy in ``sandbox/data/``,
+or the file ``$PERSONIO_OPENAPI_SPEC`` names), the same loader the sandbox's
+self-check uses. Its ``servers`` point at
 ``https://api.personio.de`` and ``https://{YOUR_COMPANY}.jobs.personio.de``,
 so requests to a local stand-in are validated as if they had been sent there:
 scheme and host are rewritten before openapi-core sees them.
 
-Deliberate, minimal deviations from the shared file (which is never edited):
+Deliberate, minimal deviations from the spec file (which is never edited):
 
-* ``uploaded_document.extension`` lists ``ptt`` where Personio means ``ppt``
-  (personio-api.md §1a); ``ppt`` is added to the enum in memory so a correct
-  ``.ppt`` upload answer is not reported.
+* ``uploaded_document.extension`` lists ``ptt`` where Personio means ``ppt``;
+  the loader adds ``ppt`` to the enum in memory so a correct ``.ppt`` upload
+  answer is not reported.
 * ``/xml`` inherits the path-level ``X-Company-ID`` header as *required*, but
   the feed is public and no client sends it; that one error is ignored for
   feed requests.
@@ -34,22 +35,19 @@ Deliberate, minimal deviations from the shared file (which is never edited):
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-import yaml
-from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_core.validation.request.exceptions import MissingRequiredParameter
 
-SPEC_ENV = "PERSONIO_OPENAPI_SPEC"
-API_ORIGIN = "https://api.personio.de"
+from sandbox.spec import API_ORIGIN, load_spec
+from sandbox.spec import VENDORED_SPEC as VENDORED_SPEC  # re-exported for test_spec_copy
+
 # Any host matches the spec's "{YOUR_COMPANY}.jobs.personio.de" template.
 FEED_ORIGIN = "https://personio.jobs.personio.de"
 _FEED_STATUSES = (200, 304)
@@ -64,33 +62,10 @@ class SpecViolation(AssertionError):
         super().__init__(f"{what} {method} {url} violates the OpenAPI spec: {details}")
 
 
+# The shared original beside the repo; VENDORED_SPEC is an unchanged copy of it, so a clone
+# without shared/ beside it still validates (test_spec_copy checks that they match wherever
+# both exist).
 SHARED_SPEC = Path(__file__).resolve().parents[2] / "shared/personio/personio-recruiting-api.yaml"
-# An unchanged copy, so a clone without shared/ beside it still validates (test_spec_copy
-# checks that it matches shared/ wherever both exist).
-VENDORED_SPEC = Path(__file__).resolve().parents[1] / "sandbox/data/personio-recruiting-api.yaml"
-
-
-def spec_path() -> Path:
-    """Where the spec lives: ``$PERSONIO_OPENAPI_SPEC``, beside the repo, else the vendored copy."""
-    env = os.environ.get(SPEC_ENV)
-    if env:
-        return Path(env)
-    if SHARED_SPEC.exists():
-        return SHARED_SPEC
-    if VENDORED_SPEC.exists():
-        return VENDORED_SPEC
-    raise FileNotFoundError(f"OpenAPI spec not found at {SHARED_SPEC}; set {SPEC_ENV}")
-
-
-@lru_cache(maxsize=1)
-def load_spec() -> OpenAPI:
-    """Parse the spec once per process (with the in-memory fixes listed above)."""
-    path = spec_path()
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    extension = spec["components"]["schemas"]["uploaded_document"]["properties"]["extension"]
-    if "ppt" not in extension["enum"]:
-        extension["enum"].append("ppt")
-    return OpenAPI.from_dict(spec, base_uri=path.resolve().as_uri())
 
 
 def is_feed_url(url: str) -> bool:

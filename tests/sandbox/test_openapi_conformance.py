@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from sandbox import CompanyConfig, JobConfig, SandboxConfig, SandboxServer, start_sandbox
+from sandbox.spec import load_spec
 from tests.openapi import (
     SpecValidationRecorder,
     SpecViolation,
-    load_spec,
     validate_request,
     validate_response,
 )
@@ -321,6 +321,12 @@ def test_recorder_reports_violations_and_ignores_admin_paths(sandbox: SandboxSer
 
 def test_spec_loads_once() -> None:
     assert load_spec() is load_spec()
+
+
+def test_test_helpers_and_sandbox_self_check_share_one_spec_loader() -> None:
+    import tests.openapi
+
+    assert tests.openapi.load_spec is load_spec
 
 
 # ------------------------------------------------------- sandbox self-check
