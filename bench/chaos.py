@@ -54,7 +54,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -600,7 +600,7 @@ class Chaos:
     def _watch_events(self, client: redis.Redis, last: str) -> str:
         """Note when each request's upload.finished event first appears on the stream."""
         while True:
-            batch = client.xrange(self.settings.events_stream, min=last, max="+", count=500)
+            batch = cast("list[tuple[str, dict[str, str]]]", client.xrange(self.settings.events_stream, min=last, max="+", count=500))
             batch = [entry for entry in batch if entry[0] != last]
             if not batch:
                 return last
@@ -761,7 +761,7 @@ class Chaos:
             entries: list[tuple[str, dict[str, str]]] = []
             last = "-"
             while True:
-                batch = client.xrange(self.settings.events_stream, min=last, max="+", count=1000)
+                batch = cast("list[tuple[str, dict[str, str]]]", client.xrange(self.settings.events_stream, min=last, max="+", count=1000))
                 if last != "-":
                     batch = batch[1:]
                 if not batch:
@@ -855,7 +855,7 @@ class Chaos:
                 r.problems.append(f"what Redis's AOF says about {rid}: {aof_trace(self.redis_dir / 'appendonly.aof', rid, self.kills)}")
         not_terminal = sorted(rid for rid, s in statuses.items() if s is not None and not s["terminal"])
         if not r.check("every acknowledged request reached a terminal state", not not_terminal and not no_status,
-                       f"{len(not_terminal)} not terminal: " + ", ".join(f"{rid} ({statuses[rid]['state']})" for rid in not_terminal[:8]) if not_terminal else ""):
+                       f"{len(not_terminal)} not terminal: " + ", ".join(f"{rid} ({(statuses[rid] or {})['state']})" for rid in not_terminal[:8]) if not_terminal else ""):
             self._explain("requests not terminal", not_terminal)
         r.check("no request was re-sent by the harness", not resent, f"{len(resent)} re-sent" if resent else "0 re-sent")
         unacked = [p.request_id for p in self.plan if p.request_id not in acked]
@@ -1000,13 +1000,13 @@ class Chaos:
         r.figure("upload.finished events delivered (unique)", f"{sum(len(v) for v in finished.values())} for {sum(1 for s in statuses.values() if s and s['terminal'])} terminal uploads")
         if not r.check("every terminal outcome has exactly one upload.finished event (by event_id)", not missing_events and not wrong_events,
                        f"{len(missing_events)} missing, {len(wrong_events)} wrong" if missing_events or wrong_events else ""):
-            r.problems += [f"no upload.finished event for {rid} ({statuses[rid]['state']})" for rid in missing_events[:20]] + wrong_events[:20]
+            r.problems += [f"no upload.finished event for {rid} ({(statuses[rid] or {})['state']})" for rid in missing_events[:20]] + wrong_events[:20]
             self._explain("missing events", missing_events)
 
         # 5. Dead letters: a message of ours dead-lettered is a request lost.
         client = redis.Redis(host="127.0.0.1", port=self.redis_port, decode_responses=True, socket_timeout=10)
         try:
-            dead = [json.loads(item) for item in client.lrange(DEAD_LETTERS_KEY, 0, -1)]
+            dead = [json.loads(item) for item in cast("list[str]", client.lrange(DEAD_LETTERS_KEY, 0, -1))]
         finally:
             client.close()
         r.figure("dead letters", len(dead))

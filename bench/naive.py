@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 import requests
@@ -93,7 +93,7 @@ def _http() -> requests.Session:
 def _token(company_id: int) -> str:
     key = str(company_id)
     if key not in _tokens:
-        _tokens.update(_store().hgetall(TOKENS_KEY))
+        _tokens.update(cast("dict[str, str]", _store().hgetall(TOKENS_KEY)))
     return _tokens[key]
 
 
@@ -101,7 +101,7 @@ def _record(request_id: str, outcome: str) -> None:
     _store().hset(DONE_KEY, request_id, f"{time.time():.6f}|{outcome}")
 
 
-class _Recorded(Task):  # type: ignore[misc]
+class _Recorded(Task):
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         request = args[0] if args else {}
         _record(str(request.get("request_id")), f"failed:{type(exc).__name__}")

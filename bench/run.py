@@ -25,7 +25,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from bench.scenarios import (
     DESIGNS,
@@ -196,7 +196,7 @@ def machine_info(backends: Backends) -> dict[str, Any]:
     else:
         try:
             client = redis_py.Redis.from_url(backends.redis_url)
-            info["redis_server"] = client.info("server")["redis_version"]
+            info["redis_server"] = cast("dict[str, Any]", client.info("server"))["redis_version"]
             client.close()
         except redis_py.RedisError as exc:
             info["redis_server"] = f"unknown ({exc})"
@@ -231,7 +231,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _terminate(signum: int, frame: object) -> None:
+def _terminate(signum: int, frame: object) -> NoReturn:
     # Turn SIGTERM into the same clean unwinding as Ctrl-C: every finally block stops its processes.
     raise KeyboardInterrupt
 

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from bench import seed
-from bench.stack import Backends, BenchError, Budget, Environment, Sampler, process_tree
+from bench.stack import Backends, BenchError, Budget, Child, Environment, Sampler, process_tree
 from sandbox import CompanyConfig
 
 PRODUCT = "personio-sync"
@@ -99,14 +99,18 @@ class Design:
     def __init__(self, env: Environment, ctx: Context) -> None:
         self.env = env
         self.ctx = ctx
-        self.worker = None
+        self.worker: Child | None = None
 
     def prepare(self, companies: list[CompanyConfig]) -> None: ...
-    def backlog(self, companies: list[CompanyConfig], per_company: int) -> int: ...
+    def backlog(self, companies: list[CompanyConfig], per_company: int) -> int:
+        raise NotImplementedError
     def start(self) -> None: ...
-    def send(self, company: CompanyConfig, seq: int, tag: str) -> str: ...
-    def outcomes(self, request_ids: list[str]) -> dict[str, tuple[float, str]]: ...
-    def queued(self) -> int: ...
+    def send(self, company: CompanyConfig, seq: int, tag: str) -> str:
+        raise NotImplementedError
+    def outcomes(self, request_ids: list[str]) -> dict[str, tuple[float, str]]:
+        raise NotImplementedError
+    def queued(self) -> int:
+        raise NotImplementedError
 
     def track(self, sampler: Sampler) -> None:
         sampler.track("worker", lambda: process_tree(self.worker.pid) if self.worker and self.worker.alive() else [])
@@ -119,7 +123,7 @@ class Design:
         memory: dict[str, int] = {}
 
         def probe() -> None:
-            used = int(client.info("memory")["used_memory"])
+            used = int(cast("dict[str, Any]", client.info("memory"))["used_memory"])
             memory["peak"] = max(memory.get("peak", 0), used)
             memory["last"] = used
 
@@ -256,7 +260,7 @@ class Naive(Design):
         from bench import naive
 
         found: dict[str, tuple[float, str]] = {}
-        for request_id, value in zip(request_ids, self.redis.hmget(naive.DONE_KEY, request_ids), strict=True):
+        for request_id, value in zip(request_ids, cast("list[Any]", self.redis.hmget(naive.DONE_KEY, request_ids)), strict=True):
             if value:
                 at, outcome = value.split("|", 1)
                 found[request_id] = (float(at), outcome)
@@ -265,7 +269,7 @@ class Naive(Design):
     def queued(self) -> int:
         from bench import naive
 
-        return int(self.redis.llen(naive.QUEUE))
+        return int(cast(int, self.redis.llen(naive.QUEUE)))
 
     def close(self) -> None:
         super().close()
@@ -297,7 +301,7 @@ class _DbReader:
             return list(self._sqlite.execute(sql.replace("%s", "?"), params).fetchall())
         assert self._engine is not None
         with self._engine.connect() as conn:
-            return list(conn.exec_driver_sql(sql, tuple(params)).fetchall())
+            return list(conn.exec_driver_sql(sql, tuple(params)).tuples().fetchall())
 
     def finished(self, request_ids: list[str]) -> dict[str, tuple[float, str]]:
         if not request_ids:
@@ -349,7 +353,8 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def _company(stats: dict[str, Any], company: CompanyConfig) -> dict[str, Any]:
-    return stats["companies"].get(str(company.company_id), {"accepted": 0, "rate_limited": 0, "timestamps": []})
+    companies: dict[str, dict[str, Any]] = stats["companies"]
+    return companies.get(str(company.company_id), {"accepted": 0, "rate_limited": 0, "timestamps": []})
 
 
 def _wait_first_request(env: Environment, companies: list[CompanyConfig], timeout: float = 60.0) -> float:
@@ -530,7 +535,7 @@ def many(design_name: str, ctx: Context) -> dict[str, Any]:
     def body(design: Design, env: Environment, sampler: Sampler) -> dict[str, Any]:
         design.prepare(companies)
         client = env.redis_client()
-        redis_before = int(client.info("memory")["used_memory"])  # the naive backlog lives in Redis
+        redis_before = int(cast("dict[str, Any]", client.info("memory"))["used_memory"])  # the naive backlog lives in Redis
         client.close()
         t = time.monotonic()
         queued = design.backlog(companies, per_company)

@@ -16,12 +16,12 @@ import base64
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, Table, insert
 
 from cli.demo import sample_pdf
-from models import Connection, Job, ProjectLink, Upload, UploadDocument, UploadEvent, utcnow
+from models import Base, Connection, Job, ProjectLink, Upload, UploadDocument, UploadEvent, utcnow
 from sandbox import CompanyConfig, JobConfig
 
 COMPANY_BASE = 70_000
@@ -30,6 +30,11 @@ CV = sample_pdf("Benchmark Candidate - CV")
 CV_BASE64 = base64.b64encode(CV).decode()
 CV_SHA256 = hashlib.sha256(CV).hexdigest()
 _BATCH = 5_000
+
+
+def _table(model: type[Base]) -> Table:
+    """The model's Core table (DeclarativeBase types ``__table__`` as the wider FromClause)."""
+    return cast(Table, model.__table__)
 
 
 def company_configs(count: int) -> list[CompanyConfig]:
@@ -117,9 +122,9 @@ def seed_connections(engine: Engine, cipher: Any, companies: list[CompanyConfig]
             }
         )
     with engine.begin() as conn:
-        conn.execute(insert(Connection.__table__), connections)
-        conn.execute(insert(Job.__table__), jobs)
-        conn.execute(insert(ProjectLink.__table__), links)
+        conn.execute(insert(_table(Connection)), connections)
+        conn.execute(insert(_table(Job)), jobs)
+        conn.execute(insert(_table(ProjectLink)), links)
     return {index_of(c): index_of(c) for c in companies}
 
 
@@ -170,9 +175,9 @@ def seed_backlog(engine: Engine, plan: list[tuple[int, int]], *, priority: str =
                     }
                 )
                 events.append({"upload_id": upload_id, "state": "queued", "at": now})
-            conn.execute(insert(Upload.__table__), uploads)
-            conn.execute(insert(UploadDocument.__table__), documents)
-            conn.execute(insert(UploadEvent.__table__), events)
+            conn.execute(insert(_table(Upload)), uploads)
+            conn.execute(insert(_table(UploadDocument)), documents)
+            conn.execute(insert(_table(UploadEvent)), events)
             total += len(batch)
     return total
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 try:  # psutil is optional: /proc gives the same figures on Linux
     import psutil
 except ImportError:  # pragma: no cover - depends on the environment
-    psutil = None
+    psutil = None  # type: ignore[assignment]  # optional dependency: None stands for "not installed"
 
 
 class BenchError(RuntimeError):
@@ -363,7 +363,7 @@ class Environment:
         """The redis-server's pid when it runs on this machine (embedded, or a local REDIS_URL)."""
         try:
             client = self.redis_client()
-            info = client.info("server")
+            info = cast("dict[str, Any]", client.info("server"))
             client.close()
         except redis.RedisError:
             return None
