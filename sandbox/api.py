@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from sandbox import feeds
@@ -93,9 +93,9 @@ class ApiHandlers(FramedRequestHandler):
             reply = _Reply(401, error_body(401, "The API token and/or company id was not recognized."))
             self._finish_api(None, endpoint, body, reply)
             return
-        reply = self._gatekeep(company, endpoint)
-        if reply is not None:
-            self._finish_api(company, endpoint, body, reply)
+        refused = self._gatekeep(company, endpoint)
+        if refused is not None:
+            self._finish_api(company, endpoint, body, refused)
             return
         fault = self.state.take_fault(company.company_id, endpoint)
         if fault is not None and fault.kind == "status":
@@ -127,7 +127,7 @@ class ApiHandlers(FramedRequestHandler):
             headers["Retry-After"] = SandboxState.retry_after_header(wait)
         return _Reply(429, None, headers)
 
-    def _drop(self, company: CompanyConfig, endpoint: str) -> None:
+    def _drop(self, company: CompanyConfig, endpoint: str) -> NoReturn:
         self.state.record_response(company.company_id, endpoint, "dropped")
         self._sleep_latency()
         raise Drop()

@@ -7,7 +7,7 @@ import json
 import logging
 import signal
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from sandbox.config import (
     ConfigError,
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+def _raise_keyboard_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 

@@ -258,7 +258,7 @@ class SandboxState:
         }
         with self._lock:
             self._documents[document_uuid] = record
-        return dict(record)  # type: ignore[return-value]
+        return record.copy()  # the stored record stays private
 
     def has_document(self, company_id: int, document_uuid: str) -> bool:
         with self._lock:
