@@ -207,7 +207,7 @@ def machine_info(backends: Backends) -> dict[str, Any]:
             from bench.stack import _psycopg_url
 
             with psycopg.connect(_psycopg_url(backends.database_url)) as conn:
-                info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+                info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]  # SHOW always returns one row
         except Exception as exc:
             info["postgresql"] = f"unknown ({exc})"
     return info

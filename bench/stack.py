@@ -19,12 +19,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from sandbox import CompanyConfig, SandboxConfig, SandboxServer, start_sandbox
+
+if TYPE_CHECKING:
+    from config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -343,7 +346,7 @@ class Environment:
         return self
 
     @property
-    def settings(self):  # type: ignore[no-untyped-def]
+    def settings(self) -> Settings:
         from config import load_settings
 
         return load_settings(self.env)
