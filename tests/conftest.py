@@ -338,14 +338,24 @@ def upload_policy() -> UploadPolicy:
 
 
 @pytest.fixture
-def recorder() -> SpecValidationRecorder:
-    """Collects every Personio request and answer that breaks Personio's OpenAPI file."""
-    return SpecValidationRecorder()
+def recorder() -> Iterator[SpecValidationRecorder]:
+    """Collects every Personio request and answer that breaks Personio's OpenAPI file.
+
+    Checked at teardown: any violation fails the test that caused it (as an error at
+    teardown). Tests that send a deliberately invalid request switch the check off
+    first (``validate_requests = False``, or ``allow_credential_probe = True``).
+    """
+    recorder = SpecValidationRecorder()
+    yield recorder
+    recorder.assert_clean(min_exchanges=0)
 
 
 @pytest.fixture
 def http(recorder: SpecValidationRecorder) -> Iterator[requests.Session]:
-    """A requests session whose traffic ``recorder`` validates against the spec."""
+    """A requests session whose traffic ``recorder`` validates against the spec.
+
+    Use it for all HTTP to the stand-in; a plain session there needs a comment saying why.
+    """
     with requests.Session() as session:
         recorder.attach(session)
         yield session

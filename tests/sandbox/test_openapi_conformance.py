@@ -223,6 +223,7 @@ def test_injected_500_conforms_but_503_is_outside_the_spec(
 
     # Personio documents no 503 for the v1 endpoints; clients must cope anyway,
     # and the validator must say so rather than wave it through.
+    recorder.outside_spec_statuses.add(503)
     sandbox.state.inject_fault(status=503)
     response = http.post(sandbox.url + APPS, json=payload, headers=HEADERS)
     with pytest.raises(SpecViolation, match="503"):

@@ -1,6 +1,6 @@
 """services.processing.process_upload: every state transition of one sending step.
 
-The service function is called directly (style rule 25) with a SyncDeps of fakes: the
+The service function is called directly (not through Celery) with a SyncDeps of fakes: the
 rate limiter on fakeredis with the test clock, a real PersonioClient against the
 in-process Personio stand-in (or a ``responses``-mocked session), a ListPublisher,
 a recording ``wake`` and a fake document fetcher. Uploads are recorded with
@@ -53,7 +53,7 @@ from services.processing import (
 )
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
-from services.uploads import receive_upload
+from tests.factories import make_connection, make_link, make_upload
 from tests.openapi import SpecValidationRecorder
 
 if TYPE_CHECKING:
@@ -169,31 +169,25 @@ def mocked() -> Iterator[responses.RequestsMock]:
 
 @pytest.fixture
 def mocked_deps(deps: SyncDeps, cipher: TokenCipher, mocked: responses.RequestsMock) -> Iterator[SyncDeps]:
-    """The same deps, but Personio is a ``responses`` mock (no stand-in involved)."""
+    """The same deps, but Personio is a ``responses`` mock (no stand-in involved).
+
+    The mocked answers are made up per test, so only our requests are checked against the spec.
+    """
+    requests_only = SpecValidationRecorder(validate_responses=False)
     with requests.Session() as session:
+        requests_only.attach(session)
         yield replace(deps, clients=client_factory(session, MOCK_BASE, cipher), refresh_jobs=None)
+    requests_only.assert_clean(min_exchanges=0)
 
 
 @pytest.fixture
 def connection(session: Session, cipher: TokenCipher, clock: Clock) -> Connection:
     """The demo company connected, its three jobs cached as published, proj-1 -> JOB."""
-    connection = Connection(
-        account_id=ACCOUNT,
-        company_id=COMPANY,
-        access_token_encrypted=cipher.encrypt(TOKEN),
-        jobs_domain=DOMAIN,
-        channel_id=CHANNEL,
-        feed_language="de",
-        health=Health.HEALTHY,
-        created_at=clock(),
-        updated_at=clock(),
-    )
-    session.add(connection)
-    session.flush()
+    connection = make_connection(session, cipher, account_id=ACCOUNT, company_id=COMPANY, token=TOKEN, jobs_domain=DOMAIN,
+                                 channel_id=CHANNEL, at=clock(), commit=False)
     for job_id in (JOB, OTHER_JOB, 1000003):
         session.add(Job(connection_id=connection.id, job_position_id=job_id, name=f"Job {job_id}", published=True, first_seen_at=clock(), updated_at=clock()))
-    session.add(ProjectLink(connection_id=connection.id, project_id=PROJECT, job_position_id=JOB, created_at=clock(), updated_at=clock()))
-    session.commit()
+    make_link(session, connection, project_id=PROJECT, job_position_id=JOB, at=clock())
     return connection
 
 
@@ -225,11 +219,7 @@ def record(
         "documents": [inline()] if documents is None else documents,
     }
     body.update(candidate)
-    payload = {"request_id": request_id, "account_id": ACCOUNT, "project_id": project_id, "candidate": body}
-    received = receive_upload(session, payload, policy=intake_policy, events=ListPublisher(), now=clock())
-    assert received.state == UploadState.QUEUED, received
-    assert received.upload_id is not None
-    return received.upload_id
+    return make_upload(session, intake_policy, clock(), request_id, account_id=ACCOUNT, project_id=project_id, **body)
 
 
 def claim(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int) -> dict[int, str]:
@@ -436,8 +426,10 @@ def test_budget_running_out_between_documents_resumes_with_the_next_document(
 
 def test_expired_document_uuid_is_uploaded_again(
     session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
+    recorder: SpecValidationRecorder,
 ) -> None:
     # given: the CV was uploaded, then the application failed and Personio forgot the file
+    recorder.outside_spec_statuses.add(503)  # an injected fault Personio does not document
     sandbox.state.inject_fault(company_id=COMPANY, status=503, endpoint="applications")
     upload_id = record(session, intake_policy, clock)
     after_wait(step(session, session_factory, deps, upload_id), clock)
@@ -487,7 +479,7 @@ def test_same_email_already_submitted_by_us_is_not_sent_again(
 def test_same_email_for_another_job_is_sent(
     session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer, intake_policy: IntakePolicy, clock: Clock,
 ) -> None:
-    session.add(ProjectLink(connection_id=connection.id, project_id="proj-2", job_position_id=OTHER_JOB, created_at=clock(), updated_at=clock()))
+    make_link(session, connection, project_id="proj-2", job_position_id=OTHER_JOB, at=clock(), commit=False)
     first_id = record(session, intake_policy, clock, request_id="req-1")
     assert step(session, session_factory, deps, first_id).state == UploadState.SUBMITTED
 
@@ -1139,9 +1131,10 @@ def test_job_missing_from_a_stale_cache_is_found_by_the_refresh(
 
 def test_feed_trouble_does_not_block_an_upload(
     session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
-    intake_policy: IntakePolicy, clock: Clock, refresher: Refresher,
+    intake_policy: IntakePolicy, clock: Clock, refresher: Refresher, recorder: SpecValidationRecorder,
 ) -> None:
     # given: the job is not cached and the feed is down: Personio decides
+    recorder.outside_spec_statuses.add(503)  # the feed's injected outage
     session.delete(session.scalars(select(Job).where(Job.job_position_id == JOB)).one())
     session.commit()
     sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
