@@ -7,7 +7,7 @@ product code. One task per upload: it uploads the CV, then posts the application
 * ``rate_limit`` is the per-company budget expressed in uploads (Personio's 20 requests per
   60 s, two requests per upload -> ``"10/m"``), scaled to the time-scaled budget of the run
   (20/2s -> ``"5/s"``). Celery applies it per worker instance and per task type, not per
-  company (reliability.md §3.4).
+  company (docs/reliability.md, "Shared rate limit").
 * ``autoretry_for`` a 429 with exponential backoff and full jitter (Celery's
   ``retry_backoff``/``retry_jitter``), base = the lock-out, cap = ten lock-outs.
 * The backlog lives in the broker: every queued upload is a Redis message, in one FIFO queue.

@@ -1,7 +1,8 @@
 """Engine, sessions and migrations.
 
 Sessions are opened by the caller (a task wrapper, the CLI, a test) and passed to the
-service functions, which never create their own (style rule 6).
+service functions, which never create their own: whoever opens a session owns its
+transaction, and one service call never commits half of another's work.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""One typed error tree for everything Personio can answer (style rule 19).
+"""One typed error tree for everything Personio can answer (see docs/personio.md, "Error bodies
+and reason codes").
 
 Every documented answer of the recruiting API is classified once, here, from the HTTP
 response: the rest of the code asks an error whether it is ``retryable`` and what its
@@ -16,7 +17,8 @@ from typing import Any
 import requests
 
 # Every reason code Personio documents for the recruiting API (its OpenAPI
-# ``error_response`` table, personio-api.md §1a), in the spec's order.
+# ``error_response`` table; see docs/personio.md, "Error bodies and reason codes"), in the
+# spec's order.
 DOCUMENTED_REASON_CODES = (
     "errors.attribute-validation.unknown",
     "errors.attribute-validation.required-attribute",

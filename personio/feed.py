@@ -1,7 +1,7 @@
 """Fetch and parse a company's public Personio jobs XML feed, defensively.
 
-The feed is untrusted input from the internet (personio-api.md §3,
-reliability.md §4.4/§4.5): we never follow redirects, cap the body after
+The feed is untrusted input from the internet (docs/personio.md, "Jobs XML feed" and
+"The feed as untrusted input"): we never follow redirects, cap the body after
 decompression, refuse DTDs and entities, bound the nesting depth ourselves
 (expat happily accepts 100 000 levels) and build one ``<position>`` subtree
 at a time so memory stays flat however many jobs the feed holds.

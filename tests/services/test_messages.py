@@ -22,8 +22,8 @@ from personio.errors import (
 )
 from services.messages import LANGUAGES, MESSAGES, render, render_both
 
-# The reason codes of POST /v1/recruiting/applications (personio-api.md §1a, table
-# "Error codes"), including the two feature codes of 403 answers.
+# The reason codes of POST /v1/recruiting/applications (docs/personio.md, "Error bodies and
+# reason codes"), including the two feature codes of 403 answers.
 PERSONIO_REASON_CODES = list(DOCUMENTED_REASON_CODES)
 
 # Codes our own code stores on uploads or checks.
