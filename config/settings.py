@@ -1,7 +1,7 @@
 """The one settings object, read from the environment once and validated at start.
 
-Every value the service reads from its environment is parsed here and nowhere else
-(style rule 23): business code receives a frozen :class:`Settings` and never touches
+Every value the service reads from its environment is parsed here and nowhere else,
+once, at start: business code receives a frozen :class:`Settings` and never touches
 ``os.environ``. A bad value fails fast with one message per variable that names the
 variable, what was given and what is expected.
 """
@@ -16,16 +16,16 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ratelimit.limiter import parse_rate
+
 DEFAULT_API_URL = "https://api.personio.de"
 DEFAULT_FEED_URL = "https://{domain}/xml"
 DEFAULT_RATE_LIMIT = "20/60s"
 DEFAULT_DATA_DIR = ".personio-sync"
 EVENTS_STREAM = "personio-sync:events"
 LANGUAGES = ("en", "de")
-FEED_LANGUAGES = ("de", "en", "fr", "es", "nl", "it", "pt")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _APP_ID = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
 
@@ -156,13 +156,13 @@ def _boolean(env: Mapping[str, str], name: str, default: bool, problems: list[st
 
 def parse_rate_limit(raw: str) -> RateLimitSetting:
     """Parse ``REQUESTS/PERIOD`` such as ``20/60s`` or ``20/2s``; raise ValueError otherwise."""
-    match = _RATE.match(raw)
-    if not match:
-        raise ValueError("expected REQUESTS/PERIOD such as 20/60s (Personio's budget) or 20/2s")
-    limit = int(match.group(1))
-    period = float(match.group(2)) * _UNITS[match.group(3)]
-    if limit < 1 or period <= 0:
-        raise ValueError("both the request count and the period must be greater than zero")
+    try:
+        limit, period = parse_rate(raw)
+    except ValueError as exc:
+        # The operator's fix, in the words of the variable's documentation.
+        if "must be positive" in str(exc):
+            raise ValueError("both the request count and the period must be greater than zero") from exc
+        raise ValueError("expected REQUESTS/PERIOD such as 20/60s (Personio's budget) or 20/2s") from exc
     return RateLimitSetting(limit=limit, period=period)
 
 

@@ -1,7 +1,8 @@
 """Turn whatever an admin pastes as "Personio domain" into a safe jobs-page host.
 
 The host we return is later placed into the feed URL template and fetched by
-the worker, so this module is the SSRF gate (reliability.md §4.5). It never
+the worker, so this module is the SSRF gate (docs/personio.md, "The feed as untrusted
+input"). It never
 resolves DNS and never makes a request: it only accepts inputs whose host is
 exactly ``<slug>.jobs.personio.de`` or ``<slug>.jobs.personio.com`` (or a bare
 slug), and it rebuilds the host from the validated slug rather than passing
@@ -26,7 +27,8 @@ __all__ = [
 PERSONIO_JOBS_SUFFIXES: tuple[str, ...] = (".jobs.personio.de", ".jobs.personio.com")
 DEFAULT_JOBS_SUFFIX = PERSONIO_JOBS_SUFFIXES[0]
 
-# The languages the XML feed understands (personio-api.md §3a).
+# The languages the XML feed understands (docs/personio.md, "Jobs XML feed"); the one list,
+# also used by connect's input checks and the stand-in's feed.
 FEED_LANGUAGES: frozenset[str] = frozenset({"de", "en", "fr", "es", "nl", "it", "pt"})
 
 # A DNS label as Personio uses it for company slugs; deliberately ASCII only.

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ratelimit.limiter import Acquisition, CompanyRateLimiter, RateBudget
+from ratelimit.limiter import Acquisition, CompanyRateLimiter, RateBudget, parse_rate
 
-__all__ = ["Acquisition", "CompanyRateLimiter", "RateBudget"]
+__all__ = ["Acquisition", "CompanyRateLimiter", "RateBudget", "parse_rate"]

@@ -1,11 +1,11 @@
 """One Personio rate budget per company, shared by every worker process through Redis.
 
 Personio allows 20 requests per 60 s per company on the recruiting endpoints and answers
-a 429 with a 60 s lock-out and no ``Retry-After`` (personio-api.md §2). Many Celery
-processes on several hosts submit for the same company, so the budget has to live in
-Redis and every decision has to be atomic there.
+a 429 with a 60 s lock-out and no ``Retry-After`` (docs/personio.md, "Rate limit and
+lock-out"). Many Celery processes on several hosts submit for the same company, so the
+budget has to live in Redis and every decision has to be atomic there.
 
-Why a sliding log, and why widened (reliability.md §3.4):
+Why a sliding log, and why widened (docs/reliability.md, "Shared rate limit"):
 
 * Celery's ``rate_limit`` is per worker instance (a token bucket of capacity 1), so N
   workers get N times the budget; a "global" limit needs a single-consumer queue.
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from redis import Redis
 
-__all__ = ["Acquisition", "CompanyRateLimiter", "RateBudget"]
+__all__ = ["Acquisition", "CompanyRateLimiter", "RateBudget", "parse_rate"]
 
 _MICROS = 1_000_000
 
@@ -141,6 +141,32 @@ _EXPECTED_FORMAT = (
 )
 
 
+def parse_rate(text: str) -> tuple[int, float]:
+    """Parse ``"20/60s"``-style text into (limit, period in seconds).
+
+    The one parser of rate texts: :meth:`RateBudget.parse`, ``PERSONIO_RATE_LIMIT`` and the
+    stand-in's ``--rate-limit`` all use it. A bare period is seconds; a unit without an
+    amount means one of it (``"20/m"`` is per minute).
+
+    Raises:
+        ValueError: the text is not in the expected format or the numbers are not positive.
+    """
+    match = _PARSE_RE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"invalid rate budget {text!r}: {_EXPECTED_FORMAT}")
+    amount, unit = match["amount"], match["unit"]
+    if amount is None and unit is None:
+        raise ValueError(f"invalid rate budget {text!r}: missing period; {_EXPECTED_FORMAT}")
+    period = float(amount if amount is not None else 1) * _UNIT_SECONDS[unit or "s"]
+    limit = int(match["limit"])
+    if limit < 1 or period <= 0:
+        raise ValueError(
+            f"invalid rate budget {text!r}: limit and period must be positive; "
+            f"{_EXPECTED_FORMAT}"
+        )
+    return limit, period
+
+
 @dataclass(frozen=True)
 class RateBudget:
     """At most ``limit`` requests per ``period + margin`` seconds, and the 429 penalty."""
@@ -177,19 +203,7 @@ class RateBudget:
         Raises:
             ValueError: the text is not in the expected format or the numbers are out of range.
         """
-        match = _PARSE_RE.match(text) if isinstance(text, str) else None
-        if match is None:
-            raise ValueError(f"invalid rate budget {text!r}: {_EXPECTED_FORMAT}")
-        amount, unit = match["amount"], match["unit"]
-        if amount is None and unit is None:
-            raise ValueError(f"invalid rate budget {text!r}: missing period; {_EXPECTED_FORMAT}")
-        period = float(amount if amount is not None else 1) * _UNIT_SECONDS[unit or "s"]
-        limit = int(match["limit"])
-        if limit < 1 or period <= 0:
-            raise ValueError(
-                f"invalid rate budget {text!r}: limit and period must be positive; "
-                f"{_EXPECTED_FORMAT}"
-            )
+        limit, period = parse_rate(text)
         return cls(limit=limit, period=period, margin=0.0 if margin is None else margin)
 
 

@@ -18,6 +18,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from personio.domain import FEED_LANGUAGES
 from sandbox import feeds
 from sandbox.config import CompanyConfig
 from sandbox.framing import MAX_JSON_BYTES, Drop, FramedRequestHandler
@@ -274,7 +275,7 @@ class ApiHandlers(FramedRequestHandler):
 
     def _send_feed(self, snapshot: FeedSnapshot) -> None:
         language = self._query.get("language", feeds.DEFAULT_LANGUAGE)
-        if language not in feeds.FEED_LANGUAGES:
+        if language not in FEED_LANGUAGES:
             # Personio falls back to the career site's default language.
             language = feeds.DEFAULT_LANGUAGE
         headers = {

@@ -69,6 +69,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ratelimit.limiter import parse_rate
+
 FEED_MODES = ("xml", "html", "redirect", "not_found", "truncated", "server_error")
 DEFAULT_MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 
@@ -272,23 +274,16 @@ def parse_latency(value: Any) -> tuple[float, float]:
 
 
 def parse_rate_limit(value: str) -> tuple[int, float]:
-    """Parse ``"20/60s"`` (also ``20/60``, ``20/1m``, ``20``) into (limit, window seconds)."""
-    limit_text, _, window_text = value.strip().partition("/")
+    """Parse ``"20/60s"`` (also ``20/60``, ``20/1m``, ``20``) into (limit, window seconds).
+
+    The text is read by :func:`ratelimit.parse_rate`, as ``PERSONIO_RATE_LIMIT`` is; a bare
+    count means per 60 s, Personio's window.
+    """
+    text = value.strip()
     try:
-        limit = int(limit_text)
-        window = _parse_duration(window_text) if window_text else 60.0
+        return parse_rate(text if "/" in text else f"{text}/60s")
     except ValueError as exc:
         raise ConfigError(f"rate limit must look like 20/60s, got {value!r}") from exc
-    return limit, window
-
-
-def _parse_duration(text: str) -> float:
-    text = text.strip().lower()
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * units[suffix]
-    return float(text)
 
 
 def load_config(path: str | Path) -> SandboxConfig:

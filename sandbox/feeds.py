@@ -13,7 +13,6 @@ from xml.sax.saxutils import escape
 
 from sandbox.config import CompanyConfig, JobConfig
 
-FEED_LANGUAGES = ("de", "en", "fr", "es", "nl", "it", "pt")
 DEFAULT_LANGUAGE = "de"
 XML_CONTENT_TYPE = "text/xml; charset=UTF-8"
 HTML_CONTENT_TYPE = "text/html; charset=UTF-8"

@@ -17,11 +17,10 @@ from typing import Any
 import requests
 from sqlalchemy.orm import Session
 
-from config.settings import FEED_LANGUAGES
 from models import Connection, Health
 from models.db import end_transaction
 from personio.client import PersonioClient, PersonioCredentials
-from personio.domain import InvalidJobsDomain, feed_url, normalise_jobs_domain
+from personio.domain import FEED_LANGUAGES, InvalidJobsDomain, feed_url, normalise_jobs_domain
 from personio.feed import FeedDisabled, FeedError, FeedInvalid, fetch_feed
 from services.connections import ConnectionView, describe_connection, find_connection, set_health
 from services.context import RateLimiter
