@@ -56,6 +56,9 @@ from sandbox.spec import VENDORED_SPEC as VENDORED_SPEC  # re-exported for test_
 # Any host matches the spec's "{YOUR_COMPANY}.jobs.personio.de" template.
 FEED_ORIGIN = "https://personio.jobs.personio.de"
 _FEED_STATUSES = (200, 304)
+# What the stand-in's feed faults answer (a disabled feed redirects or is 404, a feed that
+# is down is 503): tests that set such a feed mode add these to outside_spec_statuses.
+FEED_FAULT_STATUSES = frozenset({301, 404, 503})
 
 
 class SpecViolation(AssertionError):

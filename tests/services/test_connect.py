@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +17,7 @@ from sandbox import SandboxServer
 from services.connect import ConnectReport, ConnectRequest, connect_account
 from services.events import ListPublisher
 from services.secrets import TokenCipher
+from tests.openapi import FEED_FAULT_STATUSES, SpecValidationRecorder
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -60,10 +60,16 @@ class Connector:
         )
 
 
+@pytest.fixture(autouse=True)
+def _probe_allowed(recorder: SpecValidationRecorder) -> None:
+    """Connecting starts with the credential probe, whose empty body is invalid on purpose."""
+    recorder.allow_credential_probe = True
+
+
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+def feed_faults(recorder: SpecValidationRecorder) -> None:
+    """The test breaks the feed (or names no feed) on purpose: those answers are not reported."""
+    recorder.outside_spec_statuses.update(FEED_FAULT_STATUSES)
 
 
 @pytest.fixture
@@ -226,7 +232,7 @@ def test_bad_domain_is_explained_and_nothing_is_fetched(connect: Connector, sess
 
 
 @pytest.mark.parametrize("mode", ["html", "redirect", "not_found"])
-def test_disabled_feed_says_where_to_switch_it_on(connect: Connector, session: Session, sandbox: SandboxServer, mode: str) -> None:
+def test_disabled_feed_says_where_to_switch_it_on(connect: Connector, session: Session, sandbox: SandboxServer, feed_faults: None, mode: str) -> None:
     sandbox.state.patch_company(int(COMPANY), {"feed_mode": mode})
 
     report = connect()
@@ -241,7 +247,7 @@ def test_disabled_feed_says_where_to_switch_it_on(connect: Connector, session: S
     assert stored(session) == 0
 
 
-def test_unknown_domain_is_a_disabled_feed(connect: Connector, session: Session) -> None:
+def test_unknown_domain_is_a_disabled_feed(connect: Connector, session: Session, feed_faults: None) -> None:
     report = connect(domain="nobody")
 
     assert check(report, "domain").code == "health.feed_disabled"
@@ -260,7 +266,7 @@ def test_broken_feed_is_not_saved(connect: Connector, session: Session, sandbox:
     assert stored(session) == 0
 
 
-def test_feed_down_right_now_does_not_block_saving(connect: Connector, session: Session, sandbox: SandboxServer) -> None:
+def test_feed_down_right_now_does_not_block_saving(connect: Connector, session: Session, sandbox: SandboxServer, feed_faults: None) -> None:
     sandbox.state.patch_company(int(COMPANY), {"feed_mode": "server_error"})
 
     report = connect()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,7 +16,9 @@ from services.events import ListPublisher
 from services.health import check_connection
 from services.jobs import refresh_jobs
 from services.secrets import TokenCipher
-from services.uploads import receive_upload, transition
+from services.uploads import transition
+from tests.factories import make_connection, make_upload
+from tests.openapi import SpecValidationRecorder
 
 if TYPE_CHECKING:
     from services.schemas import IntakePolicy
@@ -26,19 +27,15 @@ if TYPE_CHECKING:
 COMPANY, DOMAIN, TOKEN = 1000, "demo.jobs.personio.de", "demo-token-please-change"
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+@pytest.fixture(autouse=True)
+def _probe_allowed(recorder: SpecValidationRecorder) -> None:
+    """Every check starts with the credential probe, whose empty body is invalid on purpose."""
+    recorder.allow_credential_probe = True
 
 
 @pytest.fixture
 def connection(session: Session, cipher: TokenCipher, clock: Clock) -> Connection:
-    connection = Connection(account_id="acct-1", company_id=COMPANY, access_token_encrypted=cipher.encrypt(TOKEN),
-                            jobs_domain=DOMAIN, feed_language="de", health=Health.UNCHECKED, created_at=clock(), updated_at=clock())
-    session.add(connection)
-    session.commit()
-    return connection
+    return make_connection(session, cipher, company_id=COMPANY, token=TOKEN, jobs_domain=DOMAIN, health=Health.UNCHECKED, at=clock())
 
 
 def check(session: Session, connection: Connection, http: requests.Session, sandbox: SandboxServer, limiter: CompanyRateLimiter,
@@ -69,7 +66,9 @@ def test_wrong_token_beats_a_broken_feed(session: Session, connection: Connectio
 
 
 def test_disabled_feed_is_reported_with_the_menu_path(session: Session, connection: Connection, http: requests.Session, sandbox: SandboxServer,
-                                                      limiter: CompanyRateLimiter, events: ListPublisher, clock: Clock) -> None:
+                                                      limiter: CompanyRateLimiter, events: ListPublisher, clock: Clock,
+                                                      recorder: SpecValidationRecorder) -> None:
+    recorder.outside_spec_statuses.add(301)  # a disabled feed redirects to the career page
     sandbox.state.patch_company(COMPANY, {"feed_mode": "redirect"})
     assert check(session, connection, http, sandbox, limiter, events, clock) == Health.FEED_DISABLED
     assert "Enable XML feed" in events.events[-1]["message_en"]
@@ -88,10 +87,9 @@ def test_held_uploads_resume_when_a_check_finds_the_credentials_work_again(
     events: ListPublisher, clock: Clock, intake_policy: IntakePolicy,
 ) -> None:
     connection.health = Health.INVALID_CREDENTIALS
-    received = receive_upload(session, {"request_id": "r1", "account_id": "acct-1", "project_id": "p",
-                                        "candidate": {"first_name": "A", "last_name": "B", "email": "a@example.org"}},
-                              policy=intake_policy, events=events, now=clock())
-    upload = session.get(Upload, received.upload_id)
+    upload_id = make_upload(session, intake_policy, clock(), "r1", events=events, expect=None, project_id="p",
+                            first_name="A", last_name="B", email="a@example.org")
+    upload = session.get(Upload, upload_id)
     assert upload is not None
     transition(upload, UploadState.HELD, clock())
     session.commit()

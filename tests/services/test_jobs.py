@@ -19,6 +19,8 @@ from services.connections import set_health
 from services.events import ListPublisher
 from services.jobs import RefreshResult, apply_feed, list_jobs, refresh_jobs
 from services.secrets import TokenCipher
+from tests.factories import make_connection
+from tests.openapi import FEED_FAULT_STATUSES, SpecValidationRecorder
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -53,26 +55,14 @@ def statements(engine: Engine) -> Iterator[Statements]:
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+def feed_faults(recorder: SpecValidationRecorder) -> None:
+    """The test sets a broken feed mode on purpose: its answers are not reported."""
+    recorder.outside_spec_statuses.update(FEED_FAULT_STATUSES)
 
 
 @pytest.fixture
 def connection(session: Session, cipher: TokenCipher, clock: Clock) -> Connection:
-    connection = Connection(
-        account_id="acct-1",
-        company_id=COMPANY,
-        access_token_encrypted=cipher.encrypt("demo-token-please-change"),
-        jobs_domain=DOMAIN,
-        feed_language="de",
-        health=Health.HEALTHY,
-        created_at=clock(),
-        updated_at=clock(),
-    )
-    session.add(connection)
-    session.commit()
-    return connection
+    return make_connection(session, cipher, company_id=COMPANY, jobs_domain=DOMAIN, at=clock())
 
 
 @pytest.fixture
@@ -253,7 +243,7 @@ def test_forced_refresh_fetches_the_whole_feed(refresh: Any, http: requests.Sess
 
 
 @pytest.mark.parametrize(("mode", "health", "code"), [("html", Health.FEED_DISABLED, "feed.html"), ("redirect", Health.FEED_DISABLED, "feed.redirect"), ("not_found", Health.FEED_DISABLED, "feed.not_found"), ("server_error", Health.FEED_UNREACHABLE, "feed.server_error")])
-def test_feed_error_sets_the_feed_health(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, events: ListPublisher, mode: str, health: Health, code: str) -> None:
+def test_feed_error_sets_the_feed_health(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, events: ListPublisher, feed_faults: None, mode: str, health: Health, code: str) -> None:
     refresh()
     sandbox.state.patch_company(COMPANY, {"feed_mode": mode})
 
@@ -294,7 +284,7 @@ def test_feed_error_does_not_hide_a_credentials_problem(refresh: Any, session: S
     assert connection.health == held
 
 
-def test_unreachable_feed_does_not_hide_a_disabled_feed_but_is_replaced_by_it(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer) -> None:
+def test_unreachable_feed_does_not_hide_a_disabled_feed_but_is_replaced_by_it(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, feed_faults: None) -> None:
     sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
     refresh()
     sandbox.state.patch_company(COMPANY, {"feed_mode": "html"})
@@ -305,7 +295,7 @@ def test_unreachable_feed_does_not_hide_a_disabled_feed_but_is_replaced_by_it(re
     assert connection.health == Health.FEED_DISABLED
 
 
-def test_recovered_feed_returns_to_channel_invalid_when_the_channel_is_flagged(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, clock: Clock) -> None:
+def test_recovered_feed_returns_to_channel_invalid_when_the_channel_is_flagged(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, clock: Clock, feed_faults: None) -> None:
     connection.channel_id = 999
     connection.channel_invalid_at = clock()
     session.commit()
