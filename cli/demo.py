@@ -7,6 +7,7 @@ import io
 import uuid
 from typing import Any
 
+from cli.outcomes import wait_for_outcome
 from models import utcnow
 from services.connect import ConnectRequest
 from services.connections import find_connection, link_project
@@ -73,7 +74,6 @@ def demo_requests(run: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def run_demo(runtime: Any, sandbox: Any) -> bool:
-    from cli.main import wait_for_outcome
 
     settings = runtime.settings
     demo_company = sandbox.state.company(1000)

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -257,6 +256,7 @@ def _upload_item_problem(item: Any) -> str | None:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from cli.outcomes import wait_for_outcome
     from tasks.producer import send_upload_request
 
     settings = _settings()
@@ -309,20 +309,6 @@ def cmd_upload(args: argparse.Namespace) -> int:
     results = [wait_for_outcome(runtime, i, timeout=args.timeout) for i in ids]
     _print({"queued": ids, "outcomes": results, "refused": refused}, args.json, "\n".join(_status_line(r) for r in results))
     return 0 if not refused and all(r and r["terminal"] for r in results) else 1
-
-
-def wait_for_outcome(runtime: Any, request_id: str, *, timeout: float) -> dict[str, Any] | None:
-    from services.uploads import upload_status
-
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        with runtime.session() as session:
-            status = upload_status(session, request_id)
-        if status and status["terminal"]:
-            return status
-        time.sleep(0.2)
-    return status
 
 
 def _status_line(status: dict[str, Any] | None, language: str = "en") -> str:

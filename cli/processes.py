@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config import Settings
-from worker.app import ALL_QUEUES
+from config.names import ALL_QUEUES
 
 
 def worker_command(settings: Settings, *, concurrency: int | None = None, loglevel: str | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from celery import shared_task
 from sqlalchemy import select
 
 from config.names import CONNECTION_LOCK_KEY
@@ -16,7 +17,6 @@ from models import Connection, utcnow
 from services.health import check_connection
 from tasks.dispatching import dispatch_now
 from tasks.locks import exclusively
-from worker import app
 from worker.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def _locked(runtime: Runtime, kind: str, connection_id: int, work: Callable[[], 
     return exclusively(runtime.redis, key, ttl=ttl, what=f"connection {connection_id}: {kind}", work=work)
 
 
-@app.task(name="personio_sync.refresh_feed", acks_late=True)
+@shared_task(name="personio_sync.refresh_feed", acks_late=True)
 def refresh_feed(connection_id: int) -> bool:
     runtime = get_runtime()
 
@@ -44,7 +44,7 @@ def refresh_feed(connection_id: int) -> bool:
     return _locked(runtime, "feed", connection_id, work)
 
 
-@app.task(name="personio_sync.check_health", acks_late=True)
+@shared_task(name="personio_sync.check_health", acks_late=True)
 def check_health(connection_id: int) -> bool:
     runtime = get_runtime()
 
@@ -73,7 +73,7 @@ def _all_connection_ids() -> list[int]:
         return list(session.scalars(select(Connection.id)))
 
 
-@app.task(name="personio_sync.refresh_all_feeds", acks_late=True)
+@shared_task(name="personio_sync.refresh_all_feeds", acks_late=True)
 def refresh_all_feeds() -> int:
     ids = _all_connection_ids()
     for connection_id in ids:
@@ -81,7 +81,7 @@ def refresh_all_feeds() -> int:
     return len(ids)
 
 
-@app.task(name="personio_sync.check_all_health", acks_late=True)
+@shared_task(name="personio_sync.check_all_health", acks_late=True)
 def check_all_health() -> int:
     ids = _all_connection_ids()
     for connection_id in ids:

@@ -1,23 +1,48 @@
-"""Sending claimed uploads to the workers (shared by the tasks)."""
+"""Sending claimed uploads to the workers, and the wake-up timer (shared by the tasks).
+
+Messages are sent by task name through the app, so this module needs no task module and no
+task module needs it back.
+"""
 
 from __future__ import annotations
 
-from config.names import BACKFILL_QUEUE, INTERACTIVE_QUEUE
+from config.names import (
+    BACKFILL_QUEUE,
+    DISPATCH_CONNECTION_TASK,
+    INTERACTIVE_QUEUE,
+    PROCESS_UPLOAD_TASK,
+    WAKE_KEY,
+)
 from models import Priority, utcnow
 from services.dispatch import dispatch_connection
+from worker.app import get_app
 from worker.runtime import get_runtime
 
 
 def dispatch_now(connection_id: int) -> int:
     """Claim what the connection's company can start now and enqueue it; returns how many."""
-    from tasks.uploads import process_upload_task
-
     runtime = get_runtime()
     with runtime.session() as session:
         result = dispatch_connection(session, connection_id, policy=runtime.upload_policy, limiter=runtime.limiter, now=utcnow())
+    app = get_app()
     for claimed in result.claimed:
         queue = INTERACTIVE_QUEUE if claimed.priority == Priority.INTERACTIVE else BACKFILL_QUEUE
-        process_upload_task.apply_async((claimed.upload_id, claimed.lease_token), queue=queue)
+        app.send_task(PROCESS_UPLOAD_TASK, args=(claimed.upload_id, claimed.lease_token), queue=queue)
     if result.wake_in is not None:
-        runtime.wake(connection_id, result.wake_in)
+        wake(connection_id, result.wake_in)
     return len(result.claimed)
+
+
+def wake(connection_id: int, delay: float) -> None:
+    """Dispatch the connection again after ``delay`` s, at most one timer per connection.
+
+    Only short waits get a timer message (at most one pump interval); the beat pump picks up
+    everything else, so waiting work never piles up as countdown messages in worker memory.
+    """
+    runtime = get_runtime()
+    if delay > runtime.settings.pump_interval:
+        return
+    key = WAKE_KEY.format(connection_id=connection_id)
+    if not runtime.redis.set(key, "1", nx=True, px=max(int(delay * 1000), 1)):
+        return
+    get_app().send_task(DISPATCH_CONNECTION_TASK, args=(connection_id,), countdown=delay)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 
+from celery import shared_task
+
 from config.names import PUMP_LOCK_KEY, WAKE_KEY
 from models import utcnow
 from services.dispatch import due_connections, reclaim_expired_leases
 from tasks.dispatching import dispatch_now
 from tasks.locks import exclusively
-from worker import app
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name="personio_sync.dispatch_connection", acks_late=True)
+@shared_task(name="personio_sync.dispatch_connection", acks_late=True)
 def dispatch_connection_task(connection_id: int) -> None:
     get_runtime().redis.delete(WAKE_KEY.format(connection_id=connection_id))
     dispatch_now(connection_id)
@@ -24,7 +25,7 @@ def dispatch_connection_task(connection_id: int) -> None:
 PUMP_LOCK = PUMP_LOCK_KEY
 
 
-@app.task(name="personio_sync.pump", acks_late=True)
+@shared_task(name="personio_sync.pump", acks_late=True)
 def pump() -> int:
     """Dispatch every connection that has uploads due now and a free slot.
 
@@ -44,7 +45,7 @@ def pump() -> int:
     return dispatched
 
 
-@app.task(name="personio_sync.relay_events", acks_late=True)
+@shared_task(name="personio_sync.relay_events", acks_late=True)
 def relay_events() -> int:
     """Send committed events from the outbox to the stream: whatever the relay after each task missed.
 
@@ -54,7 +55,7 @@ def relay_events() -> int:
     return get_runtime().relay_events()
 
 
-@app.task(name="personio_sync.reconcile", acks_late=True)
+@shared_task(name="personio_sync.reconcile", acks_late=True)
 def reconcile() -> int:
     """Queue again the uploads whose work was lost (their lease expired)."""
     runtime = get_runtime()

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import redis
-from celery import Task
+from celery import Task, shared_task
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
@@ -15,8 +15,7 @@ from models import UploadState, utcnow
 from services.intake import record_intake_failure
 from services.processing import process_upload
 from services.uploads import receive_upload
-from tasks.dispatching import dispatch_now
-from worker import app
+from tasks.dispatching import dispatch_now, wake
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ def intake_backoff(retries: int) -> float:
     return float(min(60, 2**retries))
 
 
-@app.task(name=UPLOAD_TASK, bind=True, acks_late=True, max_retries=None)
+@shared_task(name=UPLOAD_TASK, bind=True, acks_late=True, max_retries=None)
 def upload_candidate(self: Task, request: Any) -> None:
     """The main app's entry point: record one upload request, then dispatch its company.
 
@@ -63,7 +62,7 @@ def upload_candidate(self: Task, request: Any) -> None:
             log.warning("dispatch after intake of %s deferred to the pump (%s)", received.upload_id, type(error).__name__)
 
 
-@app.task(name=BACKFILL_TASK, acks_late=True)
+@shared_task(name=BACKFILL_TASK, acks_late=True)
 def start_backfill(backfill: dict[str, Any]) -> None:
     """Record many candidates of one project as backfill uploads (they yield to recruiter clicks)."""
     from services.backfill import record_backfill
@@ -75,14 +74,14 @@ def start_backfill(backfill: dict[str, Any]) -> None:
         dispatch_now(connection_id)
 
 
-@app.task(name=PROCESS_UPLOAD_TASK, acks_late=True)
+@shared_task(name=PROCESS_UPLOAD_TASK, acks_late=True)
 def process_upload_task(upload_id: int, lease_token: str) -> None:
     """Send one claimed upload as far as the company's budget allows, then dispatch the next."""
     runtime = get_runtime()
     with runtime.session() as session:
-        result = process_upload(session, runtime.deps(session), upload_id, lease_token)
+        result = process_upload(session, runtime.deps(session, wake=wake), upload_id, lease_token)
     if result.connection_id is None:
         return
     if result.wake_in is not None:
-        runtime.wake(result.connection_id, result.wake_in)
+        wake(result.connection_id, result.wake_in)
     dispatch_now(result.connection_id)

@@ -6,11 +6,12 @@ Why each setting: the comments below and the README's Operations section.
 from __future__ import annotations
 
 import ssl
+import threading
 
 from celery import Celery
 from kombu import Exchange, Queue
 
-from config import Settings
+from config import Settings, get_settings
 from config.names import (
     ALL_QUEUES,
     BACKFILL_QUEUE,
@@ -24,7 +25,20 @@ from config.names import (
 )
 from worker.transport import broker_url_for
 
-__all__ = ["ALL_QUEUES", "BACKFILL_QUEUE", "INTAKE_QUEUE", "INTERACTIVE_QUEUE", "MAINTENANCE_QUEUE", "create_app"]
+__all__ = ["ALL_QUEUES", "BACKFILL_QUEUE", "INTAKE_QUEUE", "INTERACTIVE_QUEUE", "MAINTENANCE_QUEUE", "create_app", "get_app"]
+
+
+_app: Celery | None = None
+_app_lock = threading.Lock()
+
+
+def get_app() -> Celery:
+    """The process's app, created from the settings on first use (also what ``celery -A worker`` gets)."""
+    global _app
+    with _app_lock:
+        if _app is None:
+            _app = create_app(get_settings())
+        return _app
 
 
 def create_app(settings: Settings) -> Celery:

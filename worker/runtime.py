@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from functools import cached_property
 
@@ -20,7 +20,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import Settings, get_settings
-from config.names import WAKE_KEY
 from models import Connection, utcnow
 from models.db import create_db_engine, make_session_factory, migrate
 from personio.client import PersonioClient, PersonioCredentials
@@ -185,35 +184,20 @@ class Runtime:
             timeout=self.timeout, events=self.events_for(session), now=utcnow(),
         )
 
-    def deps(self, session: Session) -> SyncDeps:
-        """What the service functions need for work done in ``session``."""
+    def deps(self, session: Session, *, wake: Callable[[int, float], None]) -> SyncDeps:
+        """What the service functions need for work done in ``session``; ``wake`` is the tasks' timer."""
         return SyncDeps(
             policy=self.upload_policy,
             limiter=self.limiter,
             clients=self.client_for,
             events=self.events_for(session),
-            wake=self.wake,
+            wake=wake,
             fetch_document=lambda url: fetch_document(
                 self.http, url, allowed_hosts=self.settings.document_url_hosts, max_bytes=self.settings.url_document_max_bytes,
                 timeout=self.timeout, deadline=self.settings.document_fetch_deadline,
             ),
             refresh_jobs=self.refresh_jobs,
         )
-
-    def wake(self, connection_id: int, delay: float) -> None:
-        """Dispatch the connection again after ``delay`` s, at most one timer per connection.
-
-        Only short waits get a timer message (bounded far below the visibility timeout); the
-        beat pump picks up everything else, so waiting work never piles up as ETA messages.
-        """
-        if delay > self.settings.pump_interval:
-            return
-        key = WAKE_KEY.format(connection_id=connection_id)
-        if not self.redis.set(key, "1", nx=True, px=max(int(delay * 1000), 1)):
-            return
-        from tasks.maintenance import dispatch_connection_task
-
-        dispatch_connection_task.apply_async((connection_id,), countdown=delay)
 
 
 _runtime: Runtime | None = None

@@ -69,10 +69,11 @@ def test_messages_celery_itself_sends_are_accepted(real_redis_url: str) -> None:
 
 
 def test_argument_table_matches_the_task_functions() -> None:
-    import worker
+    from worker.app import get_app
 
-    worker.app.loader.import_default_modules()
-    registered = {name: task for name, task in worker.app.tasks.items() if name.startswith("personio_sync.")}
+    app = get_app()
+    app.loader.import_default_modules()
+    registered = {name: task for name, task in app.tasks.items() if name.startswith("personio_sync.")}
     assert set(registered) == set(TASK_ARGUMENTS)
     for name, task in registered.items():
         parameters = list(inspect.signature(task.run).parameters.values())
