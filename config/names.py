@@ -48,6 +48,9 @@ TASK_ARGUMENTS: dict[str, tuple[type, ...]] = {
 KEY_PREFIX = "personio-sync"
 EVENTS_STREAM = f"{KEY_PREFIX}:events"
 DEAD_LETTERS_KEY = f"{KEY_PREFIX}:dead-letters"
+# Items popped from a queue, kept until kombu has recorded them (see worker/transport.py).
+HOLDING_KEY = f"{KEY_PREFIX}:holding"
+HOLDING_INDEX_KEY = f"{KEY_PREFIX}:holding_index"
 WAKE_KEY = f"{KEY_PREFIX}:wake:{{connection_id}}"
 PUMP_LOCK_KEY = f"{KEY_PREFIX}:lock:pump"
 CONNECTION_LOCK_KEY = f"{KEY_PREFIX}:lock:{{kind}}:{{connection_id}}"

@@ -16,13 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from config.names import EVENTS_STREAM
 from ratelimit.limiter import parse_rate
 
 DEFAULT_API_URL = "https://api.personio.de"
 DEFAULT_FEED_URL = "https://{domain}/xml"
 DEFAULT_RATE_LIMIT = "20/60s"
 DEFAULT_DATA_DIR = ".personio-sync"
-EVENTS_STREAM = "personio-sync:events"
 LANGUAGES = ("en", "de")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

@@ -49,6 +49,8 @@ from config.names import (
     DEAD_LETTERS_KEY,
     EVENT_MESSAGE_DEAD_LETTERED,
     EVENTS_STREAM,
+    HOLDING_INDEX_KEY,
+    HOLDING_KEY,
     TASK_ARGUMENTS,
 )
 
@@ -330,8 +332,6 @@ end
 return #stale
 """
 
-HOLDING_KEY = "personio-sync:holding"
-HOLDING_INDEX_KEY = "personio-sync:holding_index"
 # How long an idle consumer waits before it asks again (the pop cannot block; see Channel).
 IDLE_POLL_SECONDS = 0.05
 
