@@ -113,6 +113,8 @@ def sandbox(start: Callable[..., SandboxServer]) -> SandboxServer:
 
 @pytest.fixture
 def http() -> Iterator[requests.Session]:
+    # Plain on purpose: these tests probe the stand-in itself with hand-made, often deliberately
+    # invalid requests (missing headers, bad bodies); test_openapi_conformance checks its answers.
     with requests.Session() as session:
         yield session
 

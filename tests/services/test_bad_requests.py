@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy.orm import Session
 
-from models import Connection, Health, Upload, UploadState
+from models import Upload, UploadState
 from services.events import ListPublisher
 from services.schemas import MAX_ERRORS, IntakePolicy, UploadRequestInvalid, load_upload_request
 from services.secrets import TokenCipher
 from services.uploads import receive_upload
+from tests.factories import make_connection
 from tests.services.bad_requests import ACCOUNT, INVALID, POLICY, REJECTED, Case, cases, secrets
 
 if TYPE_CHECKING:
@@ -73,8 +74,7 @@ def test_every_case_through_receive_upload(
 ) -> None:
     # given: the corpus's account is connected, and the corpus was written for these limits
     assert intake_policy == POLICY
-    session.add(Connection(account_id=ACCOUNT, company_id=1000, access_token_encrypted=cipher.encrypt("t"), jobs_domain="demo.jobs.personio.de", feed_language="de", health=Health.HEALTHY))
-    session.commit()
+    make_connection(session, cipher, account_id=ACCOUNT, token="t")
     failures: list[str] = []
 
     for case in CASES:

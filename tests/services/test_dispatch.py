@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Connection, Health, Priority, Upload, UploadState
+from models import Connection, Priority, Upload, UploadState
 from ratelimit import CompanyRateLimiter
 from services.backfill import record_backfill
 from services.context import UploadPolicy
@@ -25,23 +25,14 @@ from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
 from services.uploads import receive_upload
+from tests.factories import make_connection
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
 
 
 def add_connection(session: Session, cipher: TokenCipher, account_id: str = "acct-1", company_id: int = 1000) -> int:
-    connection = Connection(
-        account_id=account_id,
-        company_id=company_id,
-        access_token_encrypted=cipher.encrypt("token"),
-        jobs_domain="demo.jobs.personio.de",
-        feed_language="de",
-        health=Health.HEALTHY,
-    )
-    session.add(connection)
-    session.commit()
-    return connection.id
+    return make_connection(session, cipher, account_id=account_id, company_id=company_id, token="token").id
 
 
 def candidate(n: int) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from services.events import (
 from services.schemas import IntakePolicy
 from services.uploads import receive_upload
 from tests.conftest import Clock
+from tests.factories import make_connection
 
 STREAM = "test:events"
 
@@ -111,10 +112,7 @@ def test_invalid_request_without_request_id_is_committed_as_an_event(
 
 def test_event_rolls_back_with_its_state_change(session: Session, session_factory: sessionmaker[Session], clock: Clock) -> None:
     # given: a health change published into the session, then the transaction fails
-    connection = Connection(account_id="acct-1", company_id=1, access_token_encrypted="x", jobs_domain="a.jobs.personio.de",
-                            feed_language="de", health=Health.HEALTHY, created_at=clock(), updated_at=clock())
-    session.add(connection)
-    session.commit()
+    connection = make_connection(session, company_id=1, access_token_encrypted="x", jobs_domain="a.jobs.personio.de", at=clock())
     connection.health = Health.INVALID_CREDENTIALS
     OutboxPublisher(session).publish({"type": "connection.health", "account_id": "acct-1", "health": "invalid_credentials", "at": clock().isoformat()})
 
@@ -154,10 +152,7 @@ def test_duplicate_delivery_race_leaves_only_the_winners_event(
 
 
 def test_health_event_is_committed_with_the_health_change(session: Session, session_factory: sessionmaker[Session], clock: Clock) -> None:
-    connection = Connection(account_id="acct-1", company_id=1, access_token_encrypted="x", jobs_domain="a.jobs.personio.de",
-                            feed_language="de", health=Health.HEALTHY, created_at=clock(), updated_at=clock())
-    session.add(connection)
-    session.commit()
+    connection = make_connection(session, company_id=1, access_token_encrypted="x", jobs_domain="a.jobs.personio.de", at=clock())
 
     assert set_health(session, connection, Health.FEED_DISABLED, "feed.html", now=clock(), events=OutboxPublisher(session))
 

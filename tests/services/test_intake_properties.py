@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
-from models import Connection, Health, Upload
+from models import Connection, Upload
 from services.events import ListPublisher
 from services.schemas import IntakePolicy, usable_request_id
 from services.secrets import TokenCipher
 from services.uploads import receive_upload, upload_status
+from tests.factories import make_connection
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -138,8 +139,7 @@ def test_receive_upload_never_raises_and_always_leaves_a_status_or_event(
     payload: Any, session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock
 ) -> None:
     if session.query(Connection).filter_by(account_id=ACCOUNT).first() is None:
-        session.add(Connection(account_id=ACCOUNT, company_id=1000, access_token_encrypted=cipher.encrypt("t"), jobs_domain="demo.jobs.personio.de", feed_language="de", health=Health.HEALTHY))
-        session.commit()
+        make_connection(session, cipher, account_id=ACCOUNT, token="t")
     before = len(events.events)
 
     received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())

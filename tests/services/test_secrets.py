@@ -14,6 +14,7 @@ from config import load_settings
 from models import Connection
 from services.rotation import rotate_tokens
 from services.secrets import GENERATED_KEY_FILE, SecretKeyError, TokenCipher, load_cipher
+from tests.factories import make_connection
 
 TOKEN = "recruiting-token-0123456789"
 
@@ -23,8 +24,7 @@ def new_key() -> str:
 
 
 def add_connection(session: Session, account_id: str, encrypted: str) -> None:
-    session.add(Connection(account_id=account_id, company_id=1000, access_token_encrypted=encrypted, jobs_domain="demo.jobs.personio.de", feed_language="de"))
-    session.commit()
+    make_connection(session, account_id=account_id, access_token_encrypted=encrypted)
 
 
 def stored_tokens(session_factory: sessionmaker[Session]) -> dict[str, str]:

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import (
     Connection,
     DocumentSource,
-    Health,
     Priority,
     Upload,
     UploadDocument,
@@ -26,6 +25,7 @@ from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
 from services.uploads import receive_upload, upload_status
+from tests.factories import make_connection
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -35,17 +35,7 @@ EMAIL = "Alex.Example@Example.org"
 
 
 def add_connection(session: Session, cipher: TokenCipher, account_id: str = "acct-1") -> Connection:
-    connection = Connection(
-        account_id=account_id,
-        company_id=1000,
-        access_token_encrypted=cipher.encrypt("demo-token-please-change"),
-        jobs_domain="demo.jobs.personio.de",
-        feed_language="de",
-        health=Health.HEALTHY,
-    )
-    session.add(connection)
-    session.commit()
-    return connection
+    return make_connection(session, cipher, account_id=account_id)
 
 
 def request(request_id: str = "req-1", account_id: str = "acct-1", **candidate: Any) -> dict[str, Any]:
