@@ -67,7 +67,7 @@ def test_no_numbered_style_rules_are_cited() -> None:
         for number, line in enumerate(text.splitlines(), 1):
             if STYLE_RULE.search(line):
                 cited.append(f"{relative}:{number}: {line.strip()}")
-    assert not cited, "say why instead of citing a style rule:\n" + "\n".join(cited)
+    assert not cited, "say why instead of citing a numbered rule of a style guide:\n" + "\n".join(cited)
 
 
 def test_the_design_notes_exist() -> None:
