@@ -394,21 +394,20 @@ class Chaos:
     def start_redis(self) -> None:
         self.redis_child = Child("redis", self._redis_command(), os.environ, self.data_dir / "logs" / "redis-stdout.log")
         self.children.append(self.redis_child)
-        deadline = time.monotonic() + 30
         client = redis.Redis(host="127.0.0.1", port=self.redis_port, socket_connect_timeout=1)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:  # refused, or still loading its AOF
+                return False
+
         try:
-            while time.monotonic() < deadline:
-                if not self.redis_child.alive():
-                    raise RuntimeError(f"redis-server exited:\n{(self.redis_dir / 'redis.log').read_text()[-2000:]}")
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:  # refused, or still loading its AOF
-                    pass
-                time.sleep(0.05)
+            self.redis_child.wait_until(answers, 30, "answer PING")
+        except RuntimeError as exc:  # redis-server writes its own log, not to stdout
+            raise RuntimeError(f"{exc}\nredis.log:\n{(self.redis_dir / 'redis.log').read_text(errors='replace')[-2000:]}") from exc
         finally:
             client.close()
-        raise RuntimeError("redis-server did not answer within 30 s")
 
     def setup(self) -> None:
         from cli.processes import beat_command

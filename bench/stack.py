@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from cli.processes import LoggedProcess
 from sandbox import CompanyConfig, SandboxConfig, SandboxServer, start_sandbox
 
 if TYPE_CHECKING:
@@ -92,66 +92,17 @@ def _hide_password(url: str) -> str:
 # --------------------------------------------------------------------------- processes
 
 
-class Child:
-    """A process in its own session (so the whole group can be signalled), logging to a file."""
+class Child(LoggedProcess):
+    """A process in its own session, logging to a file, run from the repository's root.
+
+    The process-group handling is cli.processes's (``up`` and the integration tests use it
+    too); a failed wait raises :class:`BenchError` here.
+    """
+
+    failure = BenchError
 
     def __init__(self, name: str, command: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "ab")
-        self.popen = subprocess.Popen(
-            command, env=dict(env), cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, size: int = 3000) -> str:
-        try:
-            return self.log_path.read_bytes()[-size:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def wait_for_log(self, marker: bytes, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise BenchError(f"{self.name} exited with status {self.popen.returncode}:\n{self.log_tail()}")
-            if marker in self.log_path.read_bytes()[-50_000:]:
-                return
-            time.sleep(0.05)
-        raise BenchError(f"{self.name} did not log {marker!r} within {timeout:.0f}s:\n{self.log_tail()}")
-
-    def terminate(self) -> None:
-        if self.alive():
-            _signal_group(self.pid, signal.SIGTERM)
-
-    def stop(self, timeout: float = 3.0) -> None:
-        """SIGTERM (Celery's warm shutdown), then SIGKILL for the whole group after ``timeout``."""
-        self.terminate()
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        # Also reap anything left in the group (a worker's children) even if the leader exited.
-        _signal_group(self.pid, signal.SIGKILL)
-        try:
-            self.popen.wait(5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL failed
-            pass
-        self._log.close()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+        super().__init__(name, command, env, log_path, cwd=REPO)
 
 
 # --------------------------------------------------------------------------- sampling

@@ -71,6 +71,165 @@ def describe_exit(returncode: int) -> str:
     return f"status {returncode}"
 
 
+# --------------------------------------------------------------------------- process groups
+# The one implementation of "start children, wait until they are ready, stop them all", used by
+# ``up``/``demo`` (ProcessGroup below), the integration tests (ProcessSet) and the benchmarks
+# (LoggedProcess).
+
+
+class ProcessFailed(RuntimeError):
+    """A child exited, or did not become ready in time."""
+
+
+def spawn(command: list[str], env: Mapping[str, str], log_path: Path | None, *, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session, so its whole process group can be signalled.
+
+    Its output is appended to ``log_path`` (inherited from us when None).
+    """
+    output = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        output = open(log_path, "ab")
+    try:
+        return subprocess.Popen(
+            command, env=dict(env), cwd=cwd, stdout=output, stderr=subprocess.STDOUT if output is not None else None,
+            # Own session: a Ctrl-C reaches us once, and we stop the children in order.
+            start_new_session=True,
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a child's whole process group; one that is gone already is no error."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_groups(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM every child's group at once, give them ``timeout`` seconds in all, then SIGKILL.
+
+    The SIGKILL goes to each group even when its leader exited, so nothing the child started
+    is left behind.
+    """
+    for process in processes:
+        if process.poll() is None:
+            signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            pass
+        signal_group(process.pid, signal.SIGKILL)
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL failed
+            pass
+
+
+def wait_for(
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    problem: Callable[[], str | None] = lambda: None,
+    error: type[Exception] = ProcessFailed,
+    interval: float = 0.05,
+) -> bool:
+    """Poll ``ready`` until it is true (True) or ``timeout`` passed (False).
+
+    ``problem`` is asked first on every round; a sentence from it (a child died) ends the
+    wait at once with ``error(sentence)``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sentence = problem()
+        if sentence:
+            raise error(sentence)
+        if ready():
+            return True
+        time.sleep(interval)
+    return False
+
+
+class LoggedProcess:
+    """A child in its own process group, logging to its own file."""
+
+    #: What a failed wait raises (a test harness may prefer its own error).
+    failure: type[Exception] = ProcessFailed
+
+    def __init__(self, name: str, command: list[str], env: Mapping[str, str], log_path: Path, *, cwd: Path | None = None) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.popen = spawn(command, env, log_path, cwd=cwd)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, size: int = 3000) -> str:
+        try:
+            return self.log_path.read_bytes()[-size:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def exited(self) -> str | None:
+        """None while it runs; afterwards how it ended, with the end of its log."""
+        if self.alive():
+            return None
+        return f"{self.name} exited with status {self.popen.returncode}:\n{self.log_tail()}"
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Until ``ready()``; raises :attr:`failure` when the child exits or ``timeout`` passes."""
+        if not wait_for(ready, timeout, problem=self.exited, error=self.failure):
+            raise self.failure(f"{self.name} did not {what} within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def wait_for_log(self, marker: bytes, timeout: float) -> None:
+        """Until ``marker`` shows in the end of the log (the last 50 kB)."""
+        self.wait_until(lambda: marker in self.log_path.read_bytes()[-50_000:], timeout, f"log {marker!r}")
+
+    def terminate(self) -> None:
+        if self.alive():
+            signal_group(self.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM (Celery's warm shutdown), then SIGKILL for the whole group after ``timeout``."""
+        stop_groups([self.popen], timeout)
+
+
+@dataclass
+class ProcessSet:
+    """Named children started with a log file each (``<log_dir>/<name>.log``), stopped together."""
+
+    env: Mapping[str, str]
+    log_dir: Path
+    cwd: Path | None = None
+    kind: type[LoggedProcess] = LoggedProcess
+    children: dict[str, LoggedProcess] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str], *, extra_env: Mapping[str, str] | None = None) -> LoggedProcess:
+        env = {**self.env, **(extra_env or {})}
+        child = self.kind(name, command, env, self.log_dir / f"{name}.log", cwd=self.cwd)
+        self.children[name] = child
+        return child
+
+    def check(self) -> None:
+        """Raise the child's failure for the first child that is not running."""
+        for child in self.children.values():
+            sentence = child.exited()
+            if sentence:
+                raise child.failure(sentence)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        stop_groups([child.popen for child in self.children.values()], timeout)
+
+
 @dataclass
 class Child:
     name: str
@@ -114,16 +273,7 @@ class ProcessGroup:
 
     def _spawn(self, name: str, command: list[str], to_log: bool) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        output = open(self.log_file(name), "ab") if to_log else None
-        try:
-            return subprocess.Popen(
-                command, env=dict(self.env), stdout=output, stderr=subprocess.STDOUT if to_log else None,
-                # Own session: a Ctrl-C reaches us once, and we stop the children in order.
-                start_new_session=True,
-            )
-        finally:
-            if output is not None:
-                output.close()  # the child has its own copy
+        return spawn(command, self.env, self.log_file(name) if to_log else None)
 
     def pid(self, name: str) -> int:
         return self.children[name].process.pid
@@ -182,22 +332,14 @@ class ProcessGroup:
         self.stopped = True
         for child in self.children.values():
             child.restart_at = None
-            if child.process.poll() is None:
-                try:
-                    os.killpg(child.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for child in self.children.values():
-            remaining = max(deadline - time.monotonic(), 0.1)
-            try:
-                child.process.wait(remaining)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(child.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                child.process.wait(5)
+        stop_groups([child.process for child in self.children.values()], timeout)
+
+    def wait_for_log(self, name: str, marker: bytes, timeout: float) -> None:
+        """Until ``marker`` shows in the end of child ``name``'s log; a child that exits meanwhile
+        raises :class:`ProcessFailed` naming it (while the group starts that is a setup problem)."""
+        log_file = self.log_file(name)
+        if not wait_for(lambda: log_file.exists() and marker in log_file.read_bytes()[-20000:], timeout, problem=self.check, interval=0.2):
+            raise ProcessFailed(f"the {name} did not become ready within {timeout:.0f}s; see {log_file}")
 
 
 def _tail(path: Path, lines: int = 15) -> str:

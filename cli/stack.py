@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from cli.processes import (
     ProcessGroup,
@@ -17,19 +17,6 @@ from cli.processes import (
 )
 from config import Settings, load_settings
 from worker import embedded_redis
-
-
-def _wait_for_worker(group: ProcessGroup, log_file: Any, timeout: float = 90.0) -> None:
-    """Until the worker is first ready, a child that exits stops ``up``: it is a setup problem."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        problem = group.check()
-        if problem:
-            raise RuntimeError(problem)
-        if log_file.exists() and b" ready." in log_file.read_bytes()[-20000:]:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the worker did not become ready within {timeout:.0f}s; see {log_file}")
 
 
 def _stop_on_signals() -> None:
@@ -78,7 +65,8 @@ def run_stack(settings: Settings, *, with_sandbox: bool, demo: bool, sandbox_por
               f"database {settings.database_url.split('@')[-1]}")
         if sandbox is not None:
             print(f"Personio stand-in: {sandbox.url} (jobs feeds at {sandbox.feed_url_template})")
-        _wait_for_worker(group, log_dir / "worker.log")
+        # Until the worker is first ready, a child that exits stops ``up``: it is a setup problem.
+        group.wait_for_log("worker", b" ready.", timeout=90.0)
         print(f"worker ready; logs in {log_dir}")
         if demo:
             from cli.demo import run_demo

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from cli.processes import beat_command, worker_command
+from cli.processes import ProcessSet, beat_command, worker_command
 from config import load_settings
 from sandbox import CompanyConfig, JobConfig, SandboxConfig, start_sandbox
 from services.connect import ConnectRequest
@@ -42,7 +42,14 @@ class Stack:
     sandbox: Any
     env: dict[str, str]
     data_dir: Path
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    group: ProcessSet = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.group = ProcessSet(env=self.env, log_dir=self.data_dir, cwd=ROOT)
+
+    @property
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return [child.popen for child in self.group.children.values()]
 
     def send(self, request: dict[str, Any]) -> None:
         send_upload_request(request, broker_url=self.runtime.settings.broker_url)
@@ -59,25 +66,14 @@ class Stack:
         raise AssertionError(f"{request_id} not terminal after {timeout}s: {status}")
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        log = self.data_dir / f"{name}.log"
         command = worker_command(self.runtime.settings, concurrency=8, loglevel="INFO")
         command[command.index("--hostname") + 1] = f"{name}@%h"
-        process = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes.append(process)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"worker {name} died:\n{log.read_text()[-3000:]}")
-            if b" ready." in log.read_bytes():
-                return process
-            time.sleep(0.1)
-        raise AssertionError(f"worker {name} not ready:\n{log.read_text()[-3000:]}")
+        worker = self.group.start(name, command)
+        worker.wait_for_log(b" ready.", timeout=60)
+        return worker.popen
 
     def start_beat(self, name: str = "beat") -> None:
-        log = self.data_dir / f"{name}.log"
-        self.processes.append(
-            subprocess.Popen(beat_command(self.runtime.settings), env=self.env, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        )
+        self.group.start(name, beat_command(self.runtime.settings))
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.data_dir.glob("*.log"))
@@ -144,14 +140,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 link_project(session, connection, project, job, now=__import__("models").utcnow(), require_cached=True)
         yield stack
     finally:
-        for process in stack.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, 15)
-        for process in stack.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
+        stack.group.stop(timeout=20)
         sandbox.stop()
         if settings.embedded_redis:
             from worker import embedded_redis
