@@ -5,6 +5,7 @@ Why each setting: the comments below and the README's Operations section.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 
@@ -23,7 +24,10 @@ from config.names import (
     REDBEAT_PREFIX,
     UPLOAD_TASK,
 )
+from worker import embedded_redis
 from worker.transport import broker_url_for
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ALL_QUEUES", "BACKFILL_QUEUE", "INTAKE_QUEUE", "INTERACTIVE_QUEUE", "MAINTENANCE_QUEUE", "create_app", "get_app"]
 
@@ -37,7 +41,16 @@ def get_app() -> Celery:
     global _app
     with _app_lock:
         if _app is None:
-            _app = create_app(get_settings())
+            settings = get_settings()
+            if settings.embedded_redis and not embedded_redis.is_running(settings.embedded_redis_socket):
+                # A plain `celery -A worker …` never starts Redis itself: say so instead of
+                # leaving the operator with a connection-refused loop.
+                log.warning(
+                    "REDIS_URL is not set and the embedded Redis (%s) is not running: it is started only by "
+                    "personio-sync commands (personio-sync up, worker, beat, flower). Start one of them first, "
+                    "or set REDIS_URL.", settings.embedded_redis_socket,
+                )
+            _app = create_app(settings)
         return _app
 
 

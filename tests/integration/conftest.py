@@ -65,9 +65,11 @@ class Stack:
             time.sleep(0.1)
         raise AssertionError(f"{request_id} not terminal after {timeout}s: {status}")
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        command = worker_command(self.runtime.settings, concurrency=8, loglevel="INFO")
-        command[command.index("--hostname") + 1] = f"{name}@%h"
+    def start_worker(self, name: str, command: list[str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a worker (``personio-sync worker``'s command unless ``command`` is given)."""
+        if command is None:
+            command = worker_command(self.runtime.settings, concurrency=8, loglevel="INFO")
+            command[command.index("--hostname") + 1] = f"{name}@%h"
         worker = self.group.start(name, command)
         worker.wait_for_log(b" ready.", timeout=60)
         return worker.popen

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -290,3 +291,15 @@ def test_messages_a_killed_worker_held_come_back_within_a_minute(stack: Stack) -
     status = stack.wait_terminal(request_id, timeout=75)
     assert status["state"] == "submitted", status
     assert time.monotonic() - killed_at < 60
+
+
+def test_a_plain_celery_worker_consumes_every_queue(stack: Stack) -> None:
+    """`celery -A worker worker` with no options: the app declares its queues, so uploads go through."""
+    for process in [p for p in stack.processes if "worker" in p.args and p.poll() is None]:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    stack.start_worker("plain", [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads", "--hostname", "plain@%h",
+                                 "--loglevel", "INFO"])
+    request_id = new_id()
+    stack.send({"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b", "candidate": candidate(f"{request_id}@example.org")})
+    assert stack.wait_terminal(request_id, timeout=60)["state"] == "submitted"
