@@ -51,11 +51,8 @@ _MICROS = 1_000_000
 _EXPIRY_SLACK_MS = 1_000
 _INJECTED_CLOCK_EXPIRY_SLACK_MS = 600_000
 
-# KEYS[1] = request log (sorted set, score = µs), KEYS[2] = lock-out (string, value = µs
-# at which it ends). ARGV: now µs or '' for server TIME, window µs, limit,
-# '1' to take a slot / '0' to only look, nonce for the member, log expiry ms.
-# Returns {granted, wait µs, locked out, remaining, used, member}.
-_ACQUIRE_LUA = """
+# Both scripts start here: ``now`` in µs from ARGV[1], or the server's TIME when it is ''.
+_NOW_LUA = """
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -63,6 +60,13 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
+"""
+
+# KEYS[1] = request log (sorted set, score = µs), KEYS[2] = lock-out (string, value = µs
+# at which it ends). ARGV: now µs or '' for server TIME, window µs, limit,
+# '1' to take a slot / '0' to only look, nonce for the member, log expiry ms.
+# Returns {granted, wait µs, locked out, remaining, used, member}.
+_ACQUIRE_LUA = _NOW_LUA + """
 local window = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local take = ARGV[4] == '1'
@@ -110,14 +114,7 @@ return {1, '0', 0, limit - used - 1, used, member}
 
 # KEYS[1] = lock-out key. ARGV: now µs or '', duration µs ('0' = only read), expiry slack ms.
 # Returns the lock-out remaining in µs after the call (as a string, to keep precision).
-_LOCK_LUA = """
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
+_LOCK_LUA = _NOW_LUA + """
 local duration = tonumber(ARGV[2])
 local lock_until = tonumber(redis.call('GET', KEYS[1]) or '0')
 -- A later 429 may carry a shorter Retry-After; never let it cut an earlier, longer lock.
