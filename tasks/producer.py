@@ -29,25 +29,20 @@ def _producer(broker_url: str) -> Celery:
     return app
 
 
-def send_upload_request(request: dict[str, Any], *, broker_url: str) -> str:
-    """Queue one upload request; returns the Celery message id (track by ``request_id``)."""
+def _send(task: str, payload: dict[str, Any], summary: str, broker_url: str) -> str:
+    """Queue ``task(payload)`` on the intake queue; ``summary`` stands for the payload in logs."""
     result = _producer(broker_url).send_task(
-        UPLOAD_TASK,
-        args=[request],
-        queue=INTAKE_QUEUE,
-        argsrepr=f"[<upload request {request.get('request_id')!s:.128}>]",
-        kwargsrepr="{}",
+        task, args=[payload], queue=INTAKE_QUEUE, argsrepr=f"[<{summary}>]", kwargsrepr="{}"
     )
     return str(result.id)
+
+
+def send_upload_request(request: dict[str, Any], *, broker_url: str) -> str:
+    """Queue one upload request; returns the Celery message id (track by ``request_id``)."""
+    return _send(UPLOAD_TASK, request, f"upload request {request.get('request_id')!s:.128}", broker_url)
 
 
 def send_backfill(backfill: dict[str, Any], *, broker_url: str) -> str:
     """Queue a backfill: ``{"backfill_id", "account_id", "project_id", "candidates": [...]}``."""
-    result = _producer(broker_url).send_task(
-        BACKFILL_TASK,
-        args=[backfill],
-        queue=INTAKE_QUEUE,
-        argsrepr=f"[<backfill {backfill.get('backfill_id')!s:.64} with {len(backfill.get('candidates') or [])} candidates>]",
-        kwargsrepr="{}",
-    )
-    return str(result.id)
+    summary = f"backfill {backfill.get('backfill_id')!s:.64} with {len(backfill.get('candidates') or [])} candidates"
+    return _send(BACKFILL_TASK, backfill, summary, broker_url)
