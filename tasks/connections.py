@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from config.names import CONNECTION_LOCK_KEY
 from models import Connection, utcnow
@@ -30,16 +32,22 @@ def _locked(runtime: Runtime, kind: str, connection_id: int, work: Callable[[], 
     return exclusively(runtime.redis, key, ttl=ttl, what=f"connection {connection_id}: {kind}", work=work)
 
 
+def _with_connection(runtime: Runtime, connection_id: int, act: Callable[[Session, Connection], object]) -> bool:
+    """Run ``act`` on the connection in one session; False (nothing done) when it is gone."""
+    with runtime.session() as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            return False
+        act(session, connection)
+    return True
+
+
 @shared_task(name="personio_sync.refresh_feed", acks_late=True)
 def refresh_feed(connection_id: int) -> bool:
     runtime = get_runtime()
 
     def work() -> None:
-        with runtime.session() as session:
-            connection = session.get(Connection, connection_id)
-            if connection is None:
-                return
-            runtime.refresh_jobs(session, connection)
+        _with_connection(runtime, connection_id, runtime.refresh_jobs)
 
     return _locked(runtime, "feed", connection_id, work)
 
@@ -48,42 +56,39 @@ def refresh_feed(connection_id: int) -> bool:
 def check_health(connection_id: int) -> bool:
     runtime = get_runtime()
 
+    def check(session: Session, connection: Connection) -> None:
+        check_connection(
+            session,
+            connection,
+            client=runtime.client_for(connection),
+            limiter=runtime.limiter,
+            refresh=runtime.refresh_jobs,
+            events=runtime.events_for(session),
+            lockout=runtime.settings.lockout_seconds,
+            now=utcnow(),
+        )
+
     def work() -> None:
-        with runtime.session() as session:
-            connection = session.get(Connection, connection_id)
-            if connection is None:
-                return
-            check_connection(
-                session,
-                connection,
-                client=runtime.client_for(connection),
-                limiter=runtime.limiter,
-                refresh=runtime.refresh_jobs,
-                events=runtime.events_for(session),
-                lockout=runtime.settings.lockout_seconds,
-                now=utcnow(),
-            )
-        dispatch_now(connection_id)  # uploads released from "held" go out now
+        if _with_connection(runtime, connection_id, check):
+            dispatch_now(connection_id)  # uploads released from "held" go out now
 
     return _locked(runtime, "feed", connection_id, work)
 
 
-def _all_connection_ids() -> list[int]:
+def _for_every_connection(task: Any) -> int:
+    """Queue ``task(connection_id)`` for every connection; returns how many were queued."""
     with get_runtime().session() as session:
-        return list(session.scalars(select(Connection.id)))
+        ids = list(session.scalars(select(Connection.id)))
+    for connection_id in ids:
+        task.delay(connection_id)
+    return len(ids)
 
 
 @shared_task(name="personio_sync.refresh_all_feeds", acks_late=True)
 def refresh_all_feeds() -> int:
-    ids = _all_connection_ids()
-    for connection_id in ids:
-        refresh_feed.delay(connection_id)
-    return len(ids)
+    return _for_every_connection(refresh_feed)
 
 
 @shared_task(name="personio_sync.check_all_health", acks_late=True)
 def check_all_health() -> int:
-    ids = _all_connection_ids()
-    for connection_id in ids:
-        check_health.delay(connection_id)
-    return len(ids)
+    return _for_every_connection(check_health)
