@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 import requests
@@ -95,6 +95,13 @@ class FeedError(PersonioError):
         return (self.__class__, (self.code, self.message), self.__dict__)
 
 
+class _Where(TypedDict, total=False):
+    """Where a feed failure happened: the keywords every ``FeedError`` subclass passes on."""
+
+    url: str | None
+    status: int | None
+
+
 class FeedDisabled(FeedError):
     """Personio answered, but not with a feed: the feed is off or the name is wrong.
 
@@ -102,15 +109,9 @@ class FeedDisabled(FeedError):
     """
 
     def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        location: str | None = None,
+        self, code: str, message: str, *, location: str | None = None, **where: Unpack[_Where]
     ) -> None:
-        super().__init__(code, message, url=url, status=status)
+        super().__init__(code, message, **where)
         self.location = location
 
 
@@ -123,15 +124,9 @@ class FeedUnreachable(FeedError):
     retryable = True
 
     def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
+        self, code: str, message: str, *, retry_after: float | None = None, **where: Unpack[_Where]
     ) -> None:
-        super().__init__(code, message, url=url, status=status)
+        super().__init__(code, message, **where)
         self.retry_after = retry_after
 
 
