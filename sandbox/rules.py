@@ -229,16 +229,21 @@ def _check_tags(payload: dict[str, Any], errors: FieldErrors) -> None:
         errors.add("tags", "errors.attribute-validation.invalid-type", expected="array of strings")
 
 
+def _list_field(payload: dict[str, Any], key: str, errors: FieldErrors) -> list[Any]:
+    """The array under ``key``: empty when absent, and when not an array (with its error)."""
+    value = payload.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.add(key, "errors.attribute-validation.invalid-type", expected="array")
+        return []
+    return value
+
+
 def _check_files(
     payload: dict[str, Any], has_document: Callable[[str], bool], errors: FieldErrors
 ) -> None:
-    files = payload.get("files")
-    if files is None:
-        return
-    if not isinstance(files, list):
-        errors.add("files", "errors.attribute-validation.invalid-type", expected="array")
-        return
-    for index, item in enumerate(files):
+    for index, item in enumerate(_list_field(payload, "files", errors)):
         if not isinstance(item, dict):
             errors.add("files", "errors.attribute-validation.invalid-type", index=index)
             continue
@@ -256,13 +261,7 @@ def _check_files(
 
 
 def _check_attributes(payload: dict[str, Any], company: CompanyConfig, errors: FieldErrors) -> None:
-    attributes = payload.get("attributes")
-    if attributes is None:
-        return
-    if not isinstance(attributes, list):
-        errors.add("attributes", "errors.attribute-validation.invalid-type", expected="array")
-        return
-    for index, item in enumerate(attributes):
+    for index, item in enumerate(_list_field(payload, "attributes", errors)):
         if not isinstance(item, dict) or item.get("id") is None or "value" not in item:
             errors.add("attributes", "errors.attribute-validation.required-attribute", index=index)
             continue
