@@ -145,10 +145,7 @@ class CompanyConfig:
         """Build a company from its JSON form, rejecting unknown keys."""
         _reject_unknown_keys(cls, data, "company")
         values = dict(data)
-        values["jobs"] = [
-            job if isinstance(job, JobConfig) else JobConfig.from_dict(job)
-            for job in values.get("jobs", [])
-        ]
+        values["jobs"] = _nested(JobConfig, values.get("jobs", []))
         company = _construct(cls, values, "company")
         company.validate()
         return company
@@ -201,10 +198,7 @@ class SandboxConfig:
         """Build a config from its JSON form, rejecting unknown keys."""
         _reject_unknown_keys(cls, data, "sandbox config")
         values = dict(data)
-        values["companies"] = [
-            c if isinstance(c, CompanyConfig) else CompanyConfig.from_dict(c)
-            for c in values.get("companies", [])
-        ]
+        values["companies"] = _nested(CompanyConfig, values.get("companies", []))
         if "latency" in values:
             values["latency"] = parse_latency(values["latency"])
         config = _construct(cls, values, "sandbox config")
@@ -307,6 +301,14 @@ def _description(item: Any) -> tuple[str, str]:
     if isinstance(item, (list, tuple)) and len(item) == 2:
         return (str(item[0]), str(item[1]))
     raise ConfigError(f"description must be [name, html] or {{name, value}}, got {item!r}")
+
+
+_Nested = TypeVar("_Nested", "JobConfig", "CompanyConfig")
+
+
+def _nested(cls: type[_Nested], items: list[Any]) -> list[_Nested]:
+    """Nested configs from their JSON form; ones already built are kept as they are."""
+    return [item if isinstance(item, cls) else cls.from_dict(item) for item in items]
 
 
 def _construct(cls: type[_T], values: dict[str, Any], what: str) -> _T:
