@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from config import ConfigError, Settings, load_settings
@@ -47,6 +48,14 @@ def _connection(session: Any, account: str) -> Any:
         print(f"account {account!r} is not connected; run `personio-sync connect` first", file=sys.stderr)
         raise SystemExit(1)
     return connection
+
+
+@contextmanager
+def _account(account: str) -> Iterator[tuple[Runtime, Any, Any]]:
+    """A prepared runtime, one session and the account's connection (or exit with the fix)."""
+    runtime = _runtime(_settings())
+    with runtime.session() as session:
+        yield runtime, session, _connection(session, account)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -157,10 +166,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     from models import utcnow
     from services.connections import LinkError, link_project
 
-    settings = _settings()
-    runtime = _runtime(settings)
-    with runtime.session() as session:
-        connection = _connection(session, args.account)
+    with _account(args.account) as (_, session, connection):
         try:
             link = link_project(session, connection, args.project, args.job_id, now=utcnow(), require_cached=not args.force)
         except LinkError as error:
@@ -174,10 +180,7 @@ def cmd_link(args: argparse.Namespace) -> int:
 def cmd_links(args: argparse.Namespace) -> int:
     from services.connections import list_links
 
-    settings = _settings()
-    runtime = _runtime(settings)
-    with runtime.session() as session:
-        connection = _connection(session, args.account)
+    with _account(args.account) as (_, session, connection):
         links = list_links(session, connection)
     text = "\n".join(
         f"{link['project_id']} → job {link['job_position_id']}" + (f"  [{link['flag']} since {link['flagged_at']}]" if link["flag"] else "")
@@ -190,10 +193,7 @@ def cmd_links(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from services.jobs import list_jobs
 
-    settings = _settings()
-    runtime = _runtime(settings)
-    with runtime.session() as session:
-        connection = _connection(session, args.account)
+    with _account(args.account) as (runtime, session, connection):
         if args.refresh:
             runtime.refresh_jobs(session, connection)
         jobs = list_jobs(session, connection, include_unpublished=args.all)
