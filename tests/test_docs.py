@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,8 @@ def _exists(name: str, mentioned_in: Path) -> bool:
     return (ROOT / name).is_file() or (mentioned_in.parent / name).is_file()
 
 
-def test_every_markdown_file_mentioned_outside_docs_exists() -> None:
-    missing = []
+def _lines_outside_docs() -> Iterator[tuple[Path, Path, int, str]]:
+    """(path, path relative to the root, line number, line) of every tracked text file outside docs/."""
     for path in _tracked_files():
         relative = path.relative_to(ROOT)
         if relative.parts[0] == "docs":
@@ -49,24 +50,25 @@ def test_every_markdown_file_mentioned_outside_docs_exists() -> None:
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), 1):
-            for name in MARKDOWN_NAME.findall(line):
-                if not _exists(name, path):
-                    missing.append(f"{relative}:{number}: {name}")
+            yield path, relative, number, line
+
+
+def test_every_markdown_file_mentioned_outside_docs_exists() -> None:
+    missing = [
+        f"{relative}:{number}: {name}"
+        for path, relative, number, line in _lines_outside_docs()
+        for name in MARKDOWN_NAME.findall(line)
+        if not _exists(name, path)
+    ]
     assert not missing, "Markdown files named but not in the repository:\n" + "\n".join(missing)
 
 
 def test_no_numbered_style_rules_are_cited() -> None:
-    cited = []
-    for path in _tracked_files():
-        relative = path.relative_to(ROOT)
-        if relative.parts[0] == "docs":
-            continue
-        text = _text(path)
-        if text is None:
-            continue
-        for number, line in enumerate(text.splitlines(), 1):
-            if STYLE_RULE.search(line):
-                cited.append(f"{relative}:{number}: {line.strip()}")
+    cited = [
+        f"{relative}:{number}: {line.strip()}"
+        for _, relative, number, line in _lines_outside_docs()
+        if STYLE_RULE.search(line)
+    ]
     assert not cited, "say why instead of citing a numbered rule of a style guide:\n" + "\n".join(cited)
 
 
