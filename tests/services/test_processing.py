@@ -222,6 +222,14 @@ def record(
     return make_upload(session, intake_policy, clock(), request_id, account_id=ACCOUNT, project_id=project_id, **body)
 
 
+def record_for_job_unpublished_in_cache(session: Session, intake_policy: IntakePolicy, clock: Clock) -> int:
+    """Mark the linked job unpublished in our jobs cache, then record an upload for it."""
+    job = session.scalars(select(Job).where(Job.job_position_id == JOB)).one()
+    job.published = False
+    session.commit()
+    return record(session, intake_policy, clock)
+
+
 def claim(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int) -> dict[int, str]:
     """Run the dispatcher in its own session, as the dispatch task does; upload id -> lease."""
     session.commit()  # end our transaction: SQLite takes the write lock at BEGIN
@@ -1092,10 +1100,7 @@ def test_job_unpublished_in_cache_and_feed_is_rejected_and_the_link_flagged(
     assert company is not None
     company.jobs = [job for job in company.jobs if job.id != JOB]
     sandbox.state.upsert_company(company)
-    job = session.scalars(select(Job).where(Job.job_position_id == JOB)).one()
-    job.published = False
-    session.commit()
-    upload_id = record(session, intake_policy, clock)
+    upload_id = record_for_job_unpublished_in_cache(session, intake_policy, clock)
 
     # when
     result = step(session, session_factory, deps, upload_id)
@@ -1117,10 +1122,7 @@ def test_job_missing_from_a_stale_cache_is_found_by_the_refresh(
     session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
     intake_policy: IntakePolicy, clock: Clock, refresher: Refresher,
 ) -> None:
-    job = session.scalars(select(Job).where(Job.job_position_id == JOB)).one()
-    job.published = False
-    session.commit()
-    upload_id = record(session, intake_policy, clock)
+    upload_id = record_for_job_unpublished_in_cache(session, intake_policy, clock)
 
     result = step(session, session_factory, deps, upload_id)
 
