@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import Engine, create_engine, inspect
 
 from models import Base
 from models.db import alembic_config, migrate
+from tests.concurrency import run_at_once
 
 TABLES = {"connections", "jobs", "project_links", "uploads", "upload_documents", "upload_events", "application_claims", "event_outbox"}
 
@@ -94,21 +94,7 @@ def test_downgrade_to_base_and_up_again(fresh_db_url: str, tmp_path: Path) -> No
 
 
 def test_processes_starting_together_migrate_once(fresh_db_url: str, tmp_path: Path) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(3)
-
-    def start() -> None:
-        try:
-            barrier.wait(timeout=10)
-            migrate(fresh_db_url, tmp_path)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_at_once(lambda: migrate(fresh_db_url, tmp_path), 3)
 
     assert errors == []
     engine = create_engine(fresh_db_url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
 from services.uploads import receive_upload
+from tests.concurrency import run_at_once
 from tests.factories import make_connection
 
 if TYPE_CHECKING:
@@ -278,23 +278,10 @@ def test_concurrent_dispatchers_claim_disjoint_uploads(session: Session, session
     ids = {record(session, intake_policy, clock, f"r{i}") for i in range(15)}
     session.commit()
     wide = replace_cap(policy, 50)
-    barrier = threading.Barrier(4)
     results: list[DispatchResult] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(dispatch(session_factory, connection_id, wide, limiter, clock))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
 
     # when
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_at_once(lambda: results.append(dispatch(session_factory, connection_id, wide, limiter, clock)), 4)
 
     # then: every upload claimed exactly once, with the lease stored being the winner's
     assert errors == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from services.events import (
 )
 from services.schemas import IntakePolicy
 from services.uploads import receive_upload
+from tests.concurrency import run_at_once
 from tests.conftest import Clock
 from tests.factories import make_connection
 
@@ -287,28 +287,18 @@ def test_relays_running_at_once_send_each_event_once(
     # given: a backlog, and four relays (after-commit ones and beat's) starting together
     publish_many(session, 120, clock)
     session.close()
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
 
     def relay() -> None:
         client = fakeredis.FakeRedis(server=server, decode_responses=True)
-        try:
-            barrier.wait(timeout=10)
-            with session_factory() as own:
-                for _ in range(200):
-                    relay_outbox(own, client, STREAM, batch=5)
-                    if own.scalar(select(func.count()).select_from(OutboxEvent)) == 0:
-                        own.commit()
-                        return
+        with session_factory() as own:
+            for _ in range(200):
+                relay_outbox(own, client, STREAM, batch=5)
+                if own.scalar(select(func.count()).select_from(OutboxEvent)) == 0:
                     own.commit()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+                    return
+                own.commit()
 
-    threads = [threading.Thread(target=relay) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = run_at_once(relay, 4)
 
     # then: every event exactly once, in order
     assert errors == []
