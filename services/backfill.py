@@ -22,7 +22,7 @@ def record_backfill(session: Session, backfill: Any, *, policy: IntakePolicy, ev
         # Nothing to record per candidate: say so on the stream instead of failing the task.
         events.publish({"type": "upload.invalid", "outcome": "rejected", "reason_code": "personio-sync.invalid-request",
                         "errors": ["backfill: must be an object whose candidates field is a list of candidates."], "at": now.isoformat()})
-        session.commit()
+        session.flush()
         return set()
     raw_id = backfill.get("backfill_id")
     backfill_id = raw_id if isinstance(raw_id, str) else ""

@@ -105,7 +105,7 @@ def connect_account(
     assert company_id is not None and domain is not None
 
     client = client_factory(PersonioCredentials(company_id, token))
-    end_transaction(session)  # no database lock while Personio and the feed answer
+    end_transaction(session)  # deliberate commit point (see services): no database lock while Personio and the feed answer
     credentials, reason = probe_credentials(client, limiter, lockout=lockout)
     if credentials == Health.HEALTHY:
         checks.append(_check("access_token", True, "connect.credentials_ok"))
@@ -147,16 +147,15 @@ def connect_account(
     connection.channel_id = channel_id
     connection.feed_language = language
     connection.updated_at = now
-    session.commit()
+    session.flush()
     if fetched_jobs is not None:
         apply_feed(session, connection, fetched_jobs, now=now)
         connection.feed_fetched_at = now
         connection.feed_error = None
-        session.commit()
     if credentials == Health.HEALTHY:
         connection.credentials_ok_at = now
         set_health(session, connection, Health.HEALTHY, None, now=now, events=events)
-    session.commit()
+    session.flush()  # the caller commits (see services)
     log.info("connection for account %s stored (company %s, %s)", request.account_id, company_id, domain)
     return ConnectReport(saved=True, checks=checks, connection=describe_connection(connection))
 

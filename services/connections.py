@@ -109,7 +109,7 @@ def set_health(
             "at": now.isoformat(),
         }
     )
-    session.commit()
+    session.flush()  # the caller commits (see services)
     log.info("connection %s health %s -> %s (%s); %d held uploads resumed", connection.id, previous.value, health.value, reason, resumed)
     return True
 
@@ -171,7 +171,7 @@ def link_project(session: Session, connection: Connection, project_id: str, job_
         link.updated_at = now
     link.flag = None
     link.flagged_at = None
-    session.commit()
+    session.flush()
     return link
 
 

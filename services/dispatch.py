@@ -99,7 +99,7 @@ def dispatch_connection(
         ).rowcount
         if won:
             claimed.append(Claimed(upload_id, token, priority, connection_id))
-    session.commit()
+    session.flush()  # the caller commits the claim before it sends the messages (see services)
     return DispatchResult(claimed, None)
 
 
@@ -142,7 +142,7 @@ def reclaim_expired_leases(session: Session, now: datetime, *, batch: int = 1000
         upload.lease_until = None
         upload.next_attempt_at = now
         transition(upload, UploadState.QUEUED, now, reason_code="lease expired; sending again")
-    session.commit()
+    session.flush()
     if expired:
         log.warning("reconciler: %d uploads had lost their work (lease expired) and were queued again", len(expired))
     return len(expired)

@@ -141,7 +141,7 @@ def relay_outbox(
             rows = session.execute(
                 select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.payload).order_by(OutboxEvent.id).limit(batch)
             ).all()
-            session.commit()  # no transaction (SQLite: no write lock) while talking to Redis
+            session.commit()  # deliberate commit point (see services): no transaction (SQLite: no write lock) while talking to Redis
             if not rows:
                 break
             ids = [row.id for row in rows]
@@ -158,7 +158,7 @@ def relay_outbox(
                 log.warning("%d events not relayed (%s); they stay in the outbox", len(ids), type(exc).__name__)
                 break
             session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(ids)))
-            session.commit()
+            session.commit()  # this batch is in the stream: commit before the next Redis call (see services)
             sent += len(ids)
             if len(rows) < batch:
                 break

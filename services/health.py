@@ -74,7 +74,7 @@ def check_connection(
     lockout: float,
     now: datetime,
 ) -> Health:
-    end_transaction(session)  # no database lock while Personio answers the probe
+    end_transaction(session)  # deliberate commit point (see services): no database lock while Personio answers
     credentials, reason = probe_credentials(client, limiter, lockout=lockout)
     if credentials == Health.HEALTHY:
         connection.credentials_ok_at = now
@@ -86,5 +86,5 @@ def check_connection(
         why = reason
     set_health(session, connection, health, why, now=now, events=events)
     connection.health_checked_at = now
-    session.commit()
+    session.flush()  # the caller commits (see services)
     return health

@@ -41,7 +41,7 @@ def record_intake_failure(session: Session, payload: Any, *, error: str, events:
     request_id = _id(payload, "request_id")
     if request_id is None:
         events.publish({"type": "upload.invalid", "outcome": UploadState.FAILED.value, "reason_code": INTAKE_FAILED, "at": now.isoformat()})
-        session.commit()
+        session.flush()  # the caller commits (see services)
         return None
     existing = session.scalar(select(Upload).where(Upload.request_id == request_id))
     if existing is not None:
@@ -58,12 +58,11 @@ def record_intake_failure(session: Session, payload: Any, *, error: str, events:
     )
     transition(upload, UploadState.QUEUED, now)
     finish(upload, UploadState.FAILED, now, reason_code=INTAKE_FAILED, detail=error)
-    session.add(upload)
-    events.publish(outcome_event(upload))
     try:
-        session.commit()
+        with session.begin_nested():  # a SAVEPOINT settles the request_id race; the caller commits (see services)
+            session.add(upload)
+            events.publish(outcome_event(upload))
     except IntegrityError:
-        session.rollback()
         return session.scalars(select(Upload.state).where(Upload.request_id == request_id)).one()
     log.error("upload %s could not be recorded (%s); marked failed", request_id, error)
     return upload.state

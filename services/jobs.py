@@ -111,7 +111,7 @@ def refresh_jobs(
 ) -> RefreshResult:
     """Fetch the connection's feed and bring the cache in step; record feed health."""
     url = feed_url(feed_url_template, connection.jobs_domain, connection.feed_language)
-    end_transaction(session)  # no database lock while the feed's host answers
+    end_transaction(session)  # deliberate commit point (see services): no database lock while the feed's host answers
     try:
         fetched = fetch_feed(
             http,
@@ -125,12 +125,11 @@ def refresh_jobs(
         connection.feed_error = error.code
         log.warning("connection %s: jobs feed %s (%s)", connection.id, health.value, error.code)
         observe_feed(session, connection, health, error.code, now=now, events=events)
-        session.commit()
+        session.flush()
         return RefreshResult(False, False, 0, 0, 0, error=error.code, error_health=health)
 
     if connection.feed_error is not None:
         connection.feed_error = None
-        session.commit()
     observe_feed(session, connection, None, None, now=now, events=events)
     if fetched.not_modified or (not force and fetched.content_sha256 is not None and fetched.content_sha256 == connection.feed_sha256):
         log.info("connection %s: jobs feed unchanged", connection.id)
@@ -140,7 +139,7 @@ def refresh_jobs(
     connection.feed_last_modified = fetched.last_modified
     connection.feed_sha256 = fetched.content_sha256
     connection.feed_fetched_at = now
-    session.commit()
+    session.flush()  # the caller commits (see services)
     log.info("connection %s: jobs feed applied (%d published, %d new, %d unpublished)", connection.id, result.published, result.added, result.unpublished)
     return result
 

@@ -18,8 +18,9 @@ finds the token gone and does nothing. Every commit of the step checks that the 
 its own, so a step whose lease the reconciler took back stops before its next Personio request
 and never overwrites the new owner's state.
 
-Transactions: no transaction stays open across a Personio request or a document download
-(``models.db.end_transaction``): on SQLite every transaction holds the write lock.
+Transactions: the upload step is the one service that commits (its recovery points; the rule is
+in ``services``), and no transaction stays open across a Personio request or a document
+download (``models.db.end_transaction``): on SQLite every transaction holds the write lock.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ def _step(session: Session, deps: SyncDeps, upload: Upload) -> StepResult:
         if done.state == UploadState.SUBMITTED and connection is not None and connection.health == Health.RATE_LIMITED:
             # Personio accepts requests again: the lock-out is over.
             set_health(session, connection, Health.HEALTHY, None, now=deps.clock(), events=deps.events)
+            session.commit()  # recovery point: the upload step commits itself (see services)
         log.info("upload %s finished: %s (%s)", upload.request_id, upload.state.value, upload.reason_code)
         return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
     except _Park as park:

@@ -17,5 +17,5 @@ def rotate_tokens(session: Session, cipher: TokenCipher) -> dict[str, int]:
             continue
         connection.access_token_encrypted = cipher.rotate(connection.access_token_encrypted)
         rotated += 1
-    session.commit()
+    session.flush()  # the caller commits (see services)
     return {"rotated": rotated, "already_current": current}

@@ -154,14 +154,13 @@ def receive_upload(
     transition(upload, UploadState.QUEUED, now)
     if connection is None:
         finish(upload, UploadState.REJECTED, now, reason_code="personio-sync.connection-not-found", field="account_id")
-    session.add(upload)
-    if upload.is_terminal:
-        events.publish(outcome_event(upload))  # commits with the upload (outbox)
     try:
-        session.commit()
+        with session.begin_nested():  # a SAVEPOINT settles the request_id race; the caller commits (see services)
+            session.add(upload)
+            if upload.is_terminal:
+                events.publish(outcome_event(upload))  # commits with the upload (outbox)
     except IntegrityError:
-        # Another worker recorded the same request_id between our check and insert.
-        session.rollback()
+        # Another worker recorded the same request_id between our check and insert: only our insert is undone.
         winner = session.scalars(select(Upload).where(Upload.request_id == request["request_id"])).one()
         return Received(winner.id, winner.connection_id, winner.state, created=False)
     log.info("upload %s recorded as %s", upload.request_id, upload.state.value)
@@ -203,7 +202,7 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
                 "at": now.isoformat(),
             }
         )
-        session.commit()  # the event is the only record of this request
+        session.flush()  # the event is the only record of this request; the caller commits it
         return Received(None, None, UploadState.REJECTED, created=False)
     existing = session.scalar(select(Upload).where(Upload.request_id == invalid.request_id))
     if existing is not None:
@@ -220,12 +219,11 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
     )
     transition(upload, UploadState.QUEUED, now)
     finish(upload, UploadState.REJECTED, now, reason_code="personio-sync.invalid-request", field=field_names[:128], details=details)
-    session.add(upload)
-    events.publish({**outcome_event(upload), "errors": invalid.errors})  # commits with the upload (outbox)
     try:
-        session.commit()
+        with session.begin_nested():  # a SAVEPOINT settles the request_id race (see services)
+            session.add(upload)
+            events.publish({**outcome_event(upload), "errors": invalid.errors})  # commits with the upload (outbox)
     except IntegrityError:
-        session.rollback()
         winner = session.scalars(select(Upload).where(Upload.request_id == invalid.request_id)).one()
         return Received(winner.id, winner.connection_id, winner.state, created=False)
     return Received(upload.id, None, upload.state, created=True)

@@ -24,6 +24,7 @@ def dispatch_now(connection_id: int) -> int:
     runtime = get_runtime()
     with runtime.session() as session:
         result = dispatch_connection(session, connection_id, policy=runtime.upload_policy, limiter=runtime.limiter, now=utcnow())
+    # The session committed the claim as the block ended: only now may its messages go out.
     app = get_app()
     for claimed in result.claimed:
         queue = INTERACTIVE_QUEUE if claimed.priority == Priority.INTERACTIVE else BACKFILL_QUEUE

@@ -59,10 +59,15 @@ class Runtime:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A session for one unit of work; events it committed are relayed when it closes."""
+        """A session for one unit of work: committed when the block ends, rolled back if it raises.
+
+        The services only flush; this is where their work commits (see ``services``). Events
+        it committed are relayed when it closes.
+        """
         session = self.sessions()
         try:
             yield session
+            session.commit()
         except BaseException:
             session.rollback()
             raise

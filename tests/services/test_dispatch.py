@@ -42,12 +42,13 @@ def candidate(n: int) -> dict[str, Any]:
 def record(session: Session, policy: IntakePolicy, clock: Clock, request_id: str, *, account_id: str = "acct-1", priority: str = "interactive") -> int:
     payload = {"request_id": request_id, "account_id": account_id, "project_id": "proj-1", "priority": priority, "candidate": candidate(hash(request_id) % 1000)}
     received = receive_upload(session, payload, policy=policy, events=ListPublisher(), now=clock())
+    session.commit()  # as the intake task does (see services)
     assert received.upload_id is not None
     return received.upload_id
 
 
 def dispatch(session_factory: sessionmaker[Session], connection_id: int, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock) -> DispatchResult:
-    with session_factory() as session:
+    with session_factory.begin() as session:
         return dispatch_connection(session, connection_id, policy=policy, limiter=limiter, now=clock())
 
 
@@ -308,7 +309,7 @@ def test_reclaim_requeues_expired_leases_only(session: Session, session_factory:
     assert live_claim.upload_id == live
 
     # when
-    with session_factory() as reconciler:
+    with session_factory.begin() as reconciler:
         count = reclaim_expired_leases(reconciler, clock())
 
     # then
@@ -323,7 +324,7 @@ def test_reclaim_requeues_expired_leases_only(session: Session, session_factory:
         assert [(e.state, e.reason_code) for e in upload.events][-1] == ("queued", "lease expired; sending again")
     assert state_of(session_factory, live).lease_token == live_claim.lease_token
     assert state_of(session_factory, waiting).state == UploadState.QUEUED
-    with session_factory() as reconciler:
+    with session_factory.begin() as reconciler:
         assert reclaim_expired_leases(reconciler, clock()) == 0
 
 
@@ -333,7 +334,7 @@ def test_lease_exactly_at_expiry_is_not_reclaimed(session: Session, session_fact
     dispatch(session_factory, connection_id, policy, limiter, clock)
     clock.advance(policy.lease)
 
-    with session_factory() as reconciler:
+    with session_factory.begin() as reconciler:
         assert reclaim_expired_leases(reconciler, clock()) == 0
 
 

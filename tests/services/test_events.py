@@ -84,6 +84,7 @@ def test_outcome_event_is_committed_with_the_upload(
 ) -> None:
     # when: a request for an account without a connection ends at once (rejected)
     received = receive_upload(session, request("req-1"), policy=intake_policy, events=OutboxPublisher(session), now=clock())
+    session.commit()  # the caller commits (see services)
 
     # then: a fresh session sees the outcome and its event, committed together
     assert received.state == UploadState.REJECTED
@@ -104,6 +105,7 @@ def test_invalid_request_without_request_id_is_committed_as_an_event(
     session: Session, session_factory: sessionmaker[Session], intake_policy: IntakePolicy, clock: Clock
 ) -> None:
     receive_upload(session, {"candidate": "nonsense"}, policy=intake_policy, events=OutboxPublisher(session), now=clock())
+    session.commit()  # the caller commits (see services)
 
     [row] = outbox(session_factory)
     assert (row.type, row.payload["outcome"], row.payload["reason_code"]) == ("upload.invalid", "rejected", "personio-sync.invalid-request")
@@ -130,6 +132,7 @@ def test_duplicate_delivery_race_leaves_only_the_winners_event(
 ) -> None:
     # given: another worker records the same request_id between our check and our insert
     receive_upload(session, request("req-1"), policy=intake_policy, events=OutboxPublisher(session), now=clock())
+    session.commit()  # the caller commits (see services)
     from services import uploads
 
     real_scalar = Session.scalar
@@ -139,7 +142,7 @@ def test_duplicate_delivery_race_leaves_only_the_winners_event(
         calls["n"] += 1
         return None if calls["n"] == 1 else real_scalar(self, statement, *args, **kwargs)
 
-    with session_factory() as loser:
+    with session_factory.begin() as loser:
         monkeypatch.setattr(Session, "scalar", not_there_yet)
         received = uploads.receive_upload(loser, request("req-1"), policy=intake_policy, events=OutboxPublisher(loser), now=clock())
         monkeypatch.undo()
@@ -155,6 +158,7 @@ def test_health_event_is_committed_with_the_health_change(session: Session, sess
     connection = make_connection(session, company_id=1, access_token_encrypted="x", jobs_domain="a.jobs.personio.de", at=clock())
 
     assert set_health(session, connection, Health.FEED_DISABLED, "feed.html", now=clock(), events=OutboxPublisher(session))
+    session.commit()  # the caller commits (see services)
 
     [row] = outbox(session_factory)
     assert row.type == "connection.health"

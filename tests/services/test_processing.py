@@ -233,7 +233,7 @@ def record_for_job_unpublished_in_cache(session: Session, intake_policy: IntakeP
 def claim(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int) -> dict[int, str]:
     """Run the dispatcher in its own session, as the dispatch task does; upload id -> lease."""
     session.commit()  # end our transaction: SQLite takes the write lock at BEGIN
-    with session_factory() as dispatcher:
+    with session_factory.begin() as dispatcher:
         result = dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=deps.limiter, now=deps.clock())
     session.expire_all()
     return {c.upload_id: c.lease_token for c in result.claimed}
@@ -663,7 +663,7 @@ def test_429_parks_for_the_lockout_and_locks_the_company_out(
     assert any(e["type"] == "connection.health" and e["health"] == "rate_limited" for e in events.events)
     # and: dispatching now claims nothing and says when to come back
     session.commit()
-    with session_factory() as dispatcher:
+    with session_factory.begin() as dispatcher:
         dispatched = dispatch_connection(dispatcher, connection.id, policy=deps.policy, limiter=limiter, now=clock())
     assert dispatched.claimed == [] and dispatched.wake_in == pytest.approx(deps.policy.lockout)
 
@@ -716,7 +716,7 @@ def test_budget_exhausted_parks_with_the_wait_and_sends_nothing(
     # and: dispatch holds it back until the budget frees
     connection_id = connection.id
     session.commit()
-    with session_factory() as dispatcher:
+    with session_factory.begin() as dispatcher:
         assert dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=limiter, now=clock()).claimed == []
 
 

@@ -95,12 +95,14 @@ def test_rotation_with_two_keys(session: Session, session_factory: sessionmaker[
 
     # when
     result = rotate_tokens(session, rotating)
+    session.commit()  # the caller commits (see services)
 
     # then: the old key can go
     assert result == {"rotated": 2, "already_current": 1}
     only_new = TokenCipher((new,))
     assert {account: only_new.decrypt(value) for account, value in stored_tokens(session_factory).items()} == {"a": "token-a", "b": "token-b", "c": "token-c"}
     assert rotate_tokens(session, rotating) == {"rotated": 0, "already_current": 3}
+    session.commit()
 
 
 def test_rotation_without_the_old_key_fails_with_the_fix_and_changes_nothing(session: Session, session_factory: sessionmaker[Session]) -> None:

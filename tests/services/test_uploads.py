@@ -85,6 +85,7 @@ def test_inline_document_bytes_are_stored_with_their_sha256(session: Session, ci
     add_connection(session, cipher)
 
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
+    session.commit()  # the caller commits (see services)
 
     # then: read back through a new session, from the database
     with session_factory() as other:

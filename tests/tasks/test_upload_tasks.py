@@ -33,7 +33,7 @@ def runtime(session_factory: sessionmaker[Session], intake_policy: IntakePolicy,
 
     @contextlib.contextmanager
     def session() -> Iterator[Session]:
-        with session_factory() as s:
+        with session_factory.begin() as s:  # commits on success, as Runtime.session does
             yield s
 
     fake = SimpleNamespace(session=session, intake_policy=lambda: intake_policy, events_for=lambda _s: events, events=events)
