@@ -10,6 +10,7 @@ path, status and reason codes only: never the token, never candidate data.
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,13 @@ DOCUMENTED_REASON_CODES = (
 )
 APPLICANT_EXISTS_CODES = frozenset({"errors.applicant-already-exists", "errors.applicant-exists"})
 FEATURE_CODES = frozenset({"feature.recruiting.disabled", "feature.public-api.disabled"})
+# Wordings Personio sent (and older accounts still send) instead of a reason code.
+LEGACY_WORDINGS = {"applicant already applied to this position.": "errors.applicant-already-exists"}
+# Our codes for refusals that carry no reason code of Personio's.
+BAD_REQUEST_CODE = "personio.bad_request"
+UNPROCESSABLE_CODE = "personio.unprocessable"
+MAX_DETAIL_CHARS = 300
+_EMAIL = re.compile(r"[^\s@'\"<>]+@[^\s@'\"<>]+")
 MAX_RETRY_AFTER = 3600.0
 
 
@@ -107,6 +115,11 @@ class PersonioAPIError(PersonioError):
     def has_reason(self, *codes: str) -> bool:
         return any(r.reason in codes for r in self.reasons)
 
+    @property
+    def safe_detail(self) -> str | None:
+        """Personio's own explanation, bounded and without email addresses (no candidate data)."""
+        return bounded_detail(self.detail)
+
     @classmethod
     def from_response(cls, response: requests.Response, path: str) -> PersonioAPIError:
         """Classify one error response into the most specific subclass."""
@@ -119,7 +132,8 @@ class PersonioAPIError(PersonioError):
             return PersonioServerError(status, path, reasons, detail)
         if status == 401:
             return PersonioUnauthorized(status, path, reasons, detail)
-        if status == 403:
+        if status == 403 or (400 <= status < 500 and any(is_feature_code(code) for code in codes)):
+            # Personio also sends the feature codes with 400: the plan, not the candidate.
             return PersonioFeatureDisabled(status, path, reasons, detail)
         if status == 413:
             return PersonioPayloadTooLarge(status, path, reasons, detail)
@@ -166,6 +180,8 @@ class PersonioFeatureDisabled(PersonioAPIError):
         for code in ("feature.public-api.disabled", "feature.recruiting.disabled"):
             if self.has_reason(code) or (self.detail and code in self.detail):
                 return code
+        if any(code == "feature.recruiting.disabled" or code.startswith("feature.recruiting") for code in (r.reason for r in self.reasons)):
+            return "feature.recruiting.disabled"
         return "feature.public-api.disabled"
 
 
@@ -177,7 +193,8 @@ class PersonioUnprocessable(PersonioAPIError):
     @property
     def reason_code(self) -> str:  # type: ignore[override]  # computed; see PersonioError
         primary = self.primary_reason
-        return primary.reason if primary else "errors.invalid-file-type"
+        # Without a reason code a 422 says nothing about the file type: a generic refusal.
+        return primary.reason if primary else UNPROCESSABLE_CODE
 
 
 class PersonioValidationError(PersonioAPIError):
@@ -186,7 +203,7 @@ class PersonioValidationError(PersonioAPIError):
     @property
     def reason_code(self) -> str:  # type: ignore[override]  # computed; see PersonioError
         primary = self.primary_reason
-        return primary.reason if primary else "personio.bad_request"
+        return primary.reason if primary else BAD_REQUEST_CODE
 
 
 class PersonioApplicantExists(PersonioValidationError):
@@ -197,6 +214,20 @@ class PersonioApplicantExists(PersonioValidationError):
 
 class PersonioChannelNotFound(PersonioValidationError):
     reason_code = "errors.posting-validation.channel-not-found"
+
+
+def is_feature_code(code: str) -> bool:
+    return code in FEATURE_CODES or code.startswith("feature.")
+
+
+def bounded_detail(detail: str | None) -> str | None:
+    """Personio's detail text fit for a recruiter message: one line, bounded, emails removed."""
+    if not detail:
+        return None
+    text = _EMAIL.sub("[email]", " ".join(detail.split()))
+    if len(text) > MAX_DETAIL_CHARS:
+        text = text[: MAX_DETAIL_CHARS - 1].rstrip() + "…"
+    return text or None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -244,7 +275,7 @@ def _parse_error_body(response: requests.Response) -> tuple[tuple[FieldReason, .
         detail = item.get("detail")
         if isinstance(detail, str):
             details.append(detail)
-            if detail in FEATURE_CODES or detail.startswith("errors."):
+            if is_feature_code(detail) or detail.startswith("errors."):
                 reasons.append(FieldReason(reason=detail))
     legacy = body.get("error")
     if isinstance(legacy, dict):
@@ -252,4 +283,12 @@ def _parse_error_body(response: requests.Response) -> tuple[tuple[FieldReason, .
             reasons.append(FieldReason(reason=legacy["reason"]))
         if isinstance(legacy.get("message"), str):
             details.append(legacy["message"])
+    elif isinstance(legacy, str):
+        details.append(legacy)
+    if isinstance(body.get("message"), str):
+        details.append(body["message"])
+    for text in details:
+        legacy_code = LEGACY_WORDINGS.get(" ".join(text.split()).lower().rstrip(".") + ".")
+        if legacy_code is not None and all(r.reason != legacy_code for r in reasons):
+            reasons.append(FieldReason(reason=legacy_code))
     return tuple(reasons), "; ".join(details) or None

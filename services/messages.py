@@ -109,20 +109,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio unterstützt die angegebene Bewerbungsphase nicht.",
     ),
     "errors.file-validation.file-not-exists": (
-        "Personio could not find an uploaded document of this candidate; the upload will be repeated.",
-        "Personio hat ein hochgeladenes Dokument dieses Kandidaten nicht gefunden; der Upload wird wiederholt.",
+        "Personio could not find the uploaded documents of this candidate, even after they were uploaded again; nothing was created. Please upload the candidate again; if it keeps failing, tell the operators.{said}",
+        "Personio hat die hochgeladenen Dokumente dieses Kandidaten auch nach erneutem Hochladen nicht gefunden; es wurde nichts angelegt. Bitte den Kandidaten erneut hochladen; tritt der Fehler wieder auf, bitte den Betrieb informieren.{said}",
     ),
     "errors.file-validation.unknown-file-category": (
-        "Personio does not accept the document category given for '{filename}'.",
-        "Personio akzeptiert die angegebene Dokumentkategorie für '{filename}' nicht.",
+        "Personio does not accept the document category given for {document}.",
+        "Personio akzeptiert die angegebene Dokumentkategorie von {document} nicht.",
     ),
     "errors.invalid-file-type": (
-        "Personio does not accept the file type of '{filename}'. Allowed: PDF, Word, Excel, PowerPoint, OpenDocument, images, text, archives, videos.",
-        "Personio akzeptiert den Dateityp von '{filename}' nicht. Erlaubt: PDF, Word, Excel, PowerPoint, OpenDocument, Bilder, Text, Archive, Videos.",
+        "Personio does not accept the file type of {document}. Allowed: PDF, Word, Excel, PowerPoint, OpenDocument, images, text, archives, videos.",
+        "Personio akzeptiert den Dateityp von {document} nicht. Erlaubt: PDF, Word, Excel, PowerPoint, OpenDocument, Bilder, Text, Archive, Videos.",
     ),
     "errors.file-too-big": (
-        "The document '{filename}' is larger than Personio's limit of 20 MB.",
-        "Das Dokument '{filename}' ist größer als Personios Grenze von 20 MB.",
+        "The size of {document} exceeds Personio's limit of 20 MB.",
+        "Die Größe von {document} überschreitet Personios Grenze von 20 MB.",
     ),
     "errors.posting-validation.posting-not-found": (
         "Personio could not find the job posting, or it does not belong to the connection's channel.",
@@ -165,8 +165,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio hat nicht rechtzeitig geantwortet; der Upload wird automatisch wiederholt.",
     ),
     "personio.bad_request": (
-        "Personio refused the application without naming a reason.",
-        "Personio hat die Bewerbung ohne Angabe eines Grundes abgelehnt.",
+        "Personio refused the request ({status}) without a reason code.{said}",
+        "Personio hat die Anfrage ({status}) ohne Fehlercode abgelehnt.{said}",
+    ),
+    "personio.unprocessable": (
+        "Personio refused the request ({status}).{said}",
+        "Personio hat die Anfrage ({status}) abgelehnt.{said}",
     ),
     "personio-sync.held": (
         "The upload waits until the Personio connection works again: {health}",
@@ -238,7 +242,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "health.feed_disabled": (
         "The jobs XML feed of {domain} is switched off or the domain name is wrong. Enable it in {menu_feed_en} and check the domain name under Settings → Recruiting → Career page.",
-        "Der Stellen-XML-Feed von {domain} ist ausgeschaltet oder der Domain-Name ist falsch. Bitte in {menu_feed_de} aktivieren und den Domain-Namen unter Einstellungen → Recruiting → Karriereseite prüfen.",
+        "Der Stellen-XML-Feed von {domain} ist ausgeschaltet oder der Domain-Name ist falsch. Bitte einschalten ({menu_feed_de}) und den Domain-Namen unter Einstellungen → Recruiting → Karriereseite prüfen.",
     ),
     "health.feed_unreachable": (
         "The jobs feed of {domain} could not be loaded right now ({detail}); it is retried automatically.",
@@ -274,13 +278,32 @@ class _Lenient(dict[str, Any]):
         return "?"
 
 
+# A document Personio refused without saying which one (German: after "von").
+_UNNAMED_DOCUMENT = {"en": "a document", "de": "einem Dokument"}
+
+
+def personio_said(detail: str | None) -> dict[str, str] | None:
+    """Personio's own explanation as a sentence to append (``{said}``), per language."""
+    if not detail:
+        return None
+    return {"en": f" Personio's explanation: “{detail}”", "de": f" Erläuterung von Personio: „{detail}“"}
+
+
 def render(code: str, language: str, **params: Any) -> str:
-    """The message for ``code`` in ``language`` ("en" or "de")."""
+    """The message for ``code`` in ``language`` ("en" or "de").
+
+    A parameter may be a dict keyed by language, for values that differ per language.
+    ``{document}`` is the quoted ``filename`` when known, else "a document".
+    """
     if code not in MESSAGES and code.startswith("domain."):
         code = "domain.invalid"
     english, german = MESSAGES.get(code, _FALLBACK)
     template = german if language == "de" else english
-    values = _Lenient({**_DEFAULTS, "code": code, **{k: v for k, v in params.items() if v is not None}})
+    given = {k: v for k, v in params.items() if v is not None}
+    if "document" not in given:
+        given["document"] = f"'{given['filename']}'" if given.get("filename") else _UNNAMED_DOCUMENT
+    merged = {"said": "", **_DEFAULTS, "code": code, **given}
+    values = _Lenient({k: v.get(language, "?") if isinstance(v, dict) else v for k, v in merged.items()})
     return string.Formatter().vformat(template, (), values)
 
 

@@ -29,6 +29,7 @@ import enum
 import hashlib
 import logging
 import mimetypes
+import re
 import uuid as uuid_module
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,7 +63,7 @@ from personio.errors import (
 from services.connections import health_message, record_channel_invalid, set_health
 from services.context import SyncDeps
 from services.documents import DocumentFetchError
-from services.messages import render, render_both
+from services.messages import personio_said, render, render_both
 from services.schemas import format_size
 from services.uploads import finish, outcome_event, transition
 
@@ -473,8 +474,9 @@ def _handle_error(
     if error.retryable:
         raise _Park(backoff_delay(upload.attempts + 1, deps), error.reason_code, count_attempt=True)
     code = error.reason_code
-    if code == "errors.file-validation.file-not-exists":
-        # An uploaded document expired at Personio: upload the documents again.
+    if code == "errors.file-validation.file-not-exists" and not any(event.reason_code == code for event in upload.events):
+        # An uploaded document expired at Personio: upload the documents again, once. If
+        # Personio still misses them after that, resending cannot help: a refusal.
         for document in upload.documents:
             document.personio_uuid = None
         raise _Park(backoff_delay(upload.attempts + 1, deps), code, count_attempt=True)
@@ -485,7 +487,29 @@ def _handle_error(
     # A refused document is named as the main app sent it, not by Personio's form field.
     field = document_field or (error.field if isinstance(error, PersonioAPIError) else None)
     status = error.status if isinstance(error, PersonioAPIError) else None
-    raise _Finish(UploadState.REJECTED, code, field=field, status=status, filename=filename)
+    if filename is None and application and isinstance(error, PersonioAPIError):
+        filename = _refused_filename(upload, error)
+    said = personio_said(error.safe_detail) if isinstance(error, PersonioAPIError) else None
+    raise _Finish(UploadState.REJECTED, code, field=field, status=status, filename=filename, said=said)
+
+
+def _refused_filename(upload: Upload, error: PersonioAPIError) -> str | None:
+    """The file an application error is about, when Personio's answer or the upload tells it."""
+    sent = [d for d in upload.documents if d.personio_uuid is not None]
+    names = {d.filename for d in sent}
+    primary = error.primary_reason
+    context = (primary.context if primary else None) or {}
+    for key in ("original_filename", "filename", "file_name"):
+        if isinstance(context.get(key), str) and context[key] in names:
+            return str(context[key])
+    uuid = context.get("uuid")
+    match = next((d for d in sent if uuid is not None and d.personio_uuid == str(uuid)), None)
+    if match is not None:
+        return match.filename
+    index = re.search(r"files\D*(\d+)", error.field or "")
+    if index is not None and int(index.group(1)) < len(sent):
+        return sent[int(index.group(1))].filename
+    return sent[0].filename if len(sent) == 1 else None
 
 
 def new_lease_token() -> str:

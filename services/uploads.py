@@ -71,7 +71,7 @@ def finish(
     **message_params: Any,
 ) -> None:
     """Move an upload to a terminal state with its recruiter messages."""
-    params = {"job_position_id": upload.job_position_id, "field": field, **message_params}
+    params = {"job_position_id": upload.job_position_id, "field": field, "status": status, **message_params}
     messages = render_both(reason_code, **params)
     upload.reason_code = reason_code
     upload.error_field = field

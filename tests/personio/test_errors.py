@@ -238,13 +238,14 @@ def test_413_is_file_too_big_and_permanent() -> None:
     assert error.path == DOCS
 
 
-def test_422_takes_its_reason_or_defaults_to_invalid_file_type() -> None:
+def test_422_takes_its_reason_or_is_a_generic_refusal() -> None:
     with_reason = classify(422, field_error("file", "errors.invalid-file-type"), path=DOCS)
     without = classify(422, path=DOCS)
 
     assert isinstance(with_reason, PersonioUnprocessable) and isinstance(without, PersonioUnprocessable)
     assert with_reason.reason_code == "errors.invalid-file-type"
-    assert without.reason_code == "errors.invalid-file-type"
+    # No reason code says nothing about the file type.
+    assert without.reason_code == "personio.unprocessable"
     assert not with_reason.retryable
 
 
