@@ -32,8 +32,10 @@ __all__ = [
     "FeedFetch",
     "FeedInvalid",
     "FeedJob",
+    "FeedJobs",
     "FeedSalary",
     "FeedUnreachable",
+    "SkippedPosition",
     "fetch_feed",
     "parse_feed",
 ]
@@ -131,7 +133,8 @@ class FeedUnreachable(FeedError):
 
 
 class FeedInvalid(FeedError):
-    """The body is not a usable feed (malformed, hostile, oversized, bad positions)."""
+    """The body is not a usable feed (not XML, another root, malformed, hostile, oversized,
+    or no valid position at all). Permanent: fetching again returns the same body."""
 
 
 # --- data -----------------------------------------------------------------
@@ -170,11 +173,44 @@ class FeedJob:
 
 
 @dataclass(frozen=True)
+class SkippedPosition:
+    """A ``<position>`` left out of the result, and why.
+
+    ``index`` counts positions from 1 in document order; ``id`` is the job id
+    when the position had a usable one. ``reason`` is a stable ``feed.*`` code:
+    ``feed.position_without_id``, ``feed.bad_id``, ``feed.position_without_name``
+    or ``feed.duplicate_id`` (the first position with an id is kept).
+    """
+
+    index: int
+    id: int | None
+    reason: str
+    detail: str
+
+
+class FeedJobs(list[FeedJob]):
+    """The jobs of a feed, in document order, plus the positions that were skipped.
+
+    A list, so code that only wants the jobs can treat it as one; an invalid
+    position costs that position, never the whole feed.
+    """
+
+    def __init__(self, jobs: list[FeedJob] | None = None, skipped: list[SkippedPosition] | None = None) -> None:
+        super().__init__(jobs or ())
+        self.skipped: list[SkippedPosition] = list(skipped or ())
+
+    @property
+    def skipped_ids(self) -> list[int]:
+        """The ids of the skipped positions, where they had one."""
+        return [position.id for position in self.skipped if position.id is not None]
+
+
+@dataclass(frozen=True)
 class FeedFetch:
     """Outcome of :func:`fetch_feed`; ``jobs`` is None exactly when ``not_modified``."""
 
     not_modified: bool
-    jobs: list[FeedJob] | None
+    jobs: FeedJobs | None
     etag: str | None
     last_modified: str | None
     content_sha256: str | None
@@ -189,17 +225,21 @@ def parse_feed(
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_bytes: int = MAX_FEED_BYTES,
-) -> list[FeedJob]:
+) -> FeedJobs:
     """Parse a complete feed document into jobs, in document order.
 
-    An empty ``<workzag-jobs/>`` is a valid feed with zero jobs.
+    An empty ``<workzag-jobs/>`` is a valid feed with zero jobs. A position
+    without a usable ``<id>`` or ``<name>``, or with an id seen before, is
+    skipped and listed in ``FeedJobs.skipped``; the other positions are kept.
 
     Raises:
         FeedInvalid: with ``code`` one of ``feed.too_large``, ``feed.empty_body``,
             ``feed.dtd_forbidden``, ``feed.entities_forbidden``,
             ``feed.external_reference_forbidden``, ``feed.bad_encoding``,
             ``feed.malformed``, ``feed.truncated``, ``feed.wrong_root``,
-            ``feed.too_deep``, ``feed.bad_position``, ``feed.duplicate_id``.
+            ``feed.too_deep``, or ``feed.no_valid_position`` when the feed has
+            positions but every one of them is invalid (refused rather than
+            read as "no open jobs", which would unpublish every cached job).
     """
     if len(data) > max_bytes:
         raise FeedInvalid(
@@ -222,7 +262,14 @@ def parse_feed(
     except _PARSER_ERRORS as exc:
         # Errors that only surface at close() mean the input stopped mid-document.
         raise _parse_failure(exc, at_end=True) from exc
-    return builder.jobs
+    if builder.skipped and not builder.jobs:
+        first = builder.skipped[0]
+        raise FeedInvalid(
+            "feed.no_valid_position",
+            f"none of the feed's {len(builder.skipped)} positions is valid; "
+            f"first problem: {first.detail}",
+        )
+    return FeedJobs(builder.jobs, builder.skipped)
 
 
 # DTDForbidden & co. are ValueErrors; pyexpat also reports an unknown declared
@@ -264,7 +311,9 @@ class _FeedBuilder:
         self._depth = 0
         self._position: TreeBuilder | None = None
         self._seen_ids: set[int] = set()
+        self._index = 0
         self.jobs: list[FeedJob] = []
+        self.skipped: list[SkippedPosition] = []
 
     def start(self, tag: str, attrib: dict[str, str]) -> None:
         self._depth += 1
@@ -296,9 +345,18 @@ class _FeedBuilder:
         element = self._position.end(tag)
         if self._depth == 1:
             self._position = None
-            job = _position_to_job(element, index=len(self.jobs) + 1)
+            self._index += 1
+            try:
+                job = _position_to_job(element, index=self._index)
+            except _BadPosition as bad:
+                self.skipped.append(SkippedPosition(self._index, bad.job_id, bad.reason, bad.detail))
+                return
             if job.id in self._seen_ids:
-                raise FeedInvalid("feed.duplicate_id", f"job id {job.id} appears more than once")
+                self.skipped.append(SkippedPosition(
+                    self._index, job.id, "feed.duplicate_id",
+                    f"position #{self._index} repeats job id {job.id}; the first one is kept",
+                ))
+                return
             self._seen_ids.add(job.id)
             self.jobs.append(job)
 
@@ -313,19 +371,31 @@ def _text(element: Element | None) -> str | None:
     return text or None
 
 
+class _BadPosition(Exception):
+    """One position cannot become a job; the builder skips it."""
+
+    def __init__(self, reason: str, detail: str, job_id: int | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.job_id = job_id
+
+
 def _position_to_job(position: Element, *, index: int) -> FeedJob:
     raw_id = _text(position.find("id"))
     if raw_id is None:
-        raise FeedInvalid("feed.bad_position", f"position #{index} has no <id>")
+        raise _BadPosition("feed.position_without_id", f"position #{index} has no <id>")
     if not _ID.fullmatch(raw_id) or not 0 < int(raw_id) <= _MAX_ID:
-        raise FeedInvalid(
-            "feed.bad_position",
+        raise _BadPosition(
+            "feed.bad_id",
             f"position #{index} has id {raw_id[:40]!r}, expected a positive integer",
         )
     job_id = int(raw_id)
     name = _text(position.find("name"))
     if name is None:
-        raise FeedInvalid("feed.bad_position", f"position {job_id} has no <name>")
+        raise _BadPosition(
+            "feed.position_without_name", f"position #{index} (id {job_id}) has no <name>", job_id
+        )
 
     def field(tag: str) -> str | None:
         return _text(position.find(tag))

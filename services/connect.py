@@ -21,7 +21,7 @@ from models import Connection, Health
 from models.db import end_transaction
 from personio.client import PersonioClient, PersonioCredentials
 from personio.domain import FEED_LANGUAGES, InvalidJobsDomain, feed_url, normalise_jobs_domain
-from personio.feed import FeedDisabled, FeedError, FeedInvalid, fetch_feed
+from personio.feed import FeedDisabled, FeedError, FeedInvalid, FeedJobs, fetch_feed
 from services.connections import ConnectionView, describe_connection, find_connection, set_health
 from services.context import RateLimiter
 from services.events import EventPublisher
@@ -116,10 +116,10 @@ def connect_account(
     else:
         checks.append(_check("access_token", None, "connect.credentials_unknown", detail=reason))
 
-    fetched_jobs = None
+    fetched_jobs: FeedJobs | None = None
     try:
         fetched = fetch_feed(http, feed_url(feed_url_template, domain, language), timeout=timeout)
-        fetched_jobs = fetched.jobs or []
+        fetched_jobs = fetched.jobs or FeedJobs()
         checks.append(_check("domain", True, "connect.feed_ok", domain=domain, jobs=len(fetched_jobs)))
     except FeedDisabled:
         checks.append(_check("domain", False, "health.feed_disabled", domain=domain))

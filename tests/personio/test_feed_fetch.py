@@ -473,7 +473,7 @@ def test_default_cap_is_20_mib(rsps: RequestsMock, session: Session) -> None:
         ("xxe_file.xml", "feed.dtd_forbidden"),
         ("xxe_metadata.xml", "feed.dtd_forbidden"),
         ("wrong_root.xml", "feed.wrong_root"),
-        ("duplicate_ids.xml", "feed.duplicate_id"),
+        ("non_integer_id.xml", "feed.no_valid_position"),
     ],
 )
 def test_hostile_feed_bodies(

@@ -48,10 +48,11 @@ CORPUS: dict[str, int | str] = {
     "invalid_utf8.xml": "feed.malformed",
     "unknown_encoding.xml": "feed.bad_encoding",
     "declared_utf16_but_utf8.xml": "feed.bad_encoding",
-    "position_without_id.xml": "feed.bad_position",
-    "position_without_name.xml": "feed.bad_position",
-    "non_integer_id.xml": "feed.bad_position",
-    "duplicate_ids.xml": "feed.duplicate_id",
+    # One bad position costs that position; a feed of nothing but bad ones is refused.
+    "position_without_id.xml": 1,
+    "position_without_name.xml": "feed.no_valid_position",
+    "non_integer_id.xml": "feed.no_valid_position",
+    "duplicate_ids.xml": 1,
 }
 
 
@@ -392,8 +393,16 @@ def test_html_without_doctype_is_the_wrong_root() -> None:
      "99999999999999999999", "9223372036854775808"],
 )
 def test_non_integer_or_out_of_range_ids(raw_id: str) -> None:
-    data = f"<workzag-jobs><position><id>{raw_id}</id><name>x</name></position></workzag-jobs>"
-    assert invalid_code(data.encode()) == "feed.bad_position"
+    data = (
+        f"<workzag-jobs><position><id>{raw_id}</id><name>x</name></position>"
+        "<position><id>2</id><name>y</name></position></workzag-jobs>"
+    )
+    jobs = parse_feed(data.encode())
+    assert [job.id for job in jobs] == [2]
+    assert [(s.index, s.id, s.reason) for s in jobs.skipped] == [(1, None, "feed.bad_id")]
+    assert invalid_code(data.split("<position><id>2")[0].encode() + b"</workzag-jobs>") == (
+        "feed.no_valid_position"
+    )
 
 
 def test_largest_id_that_fits_a_bigint() -> None:
@@ -404,13 +413,29 @@ def test_largest_id_that_fits_a_bigint() -> None:
     assert parse_one(data).id == 2**63 - 1
 
 
-def test_position_errors_say_which_position() -> None:
+def test_skipped_positions_say_which_position_and_why() -> None:
+    without_id = parse_feed(load("position_without_id.xml"))
+    assert [job.id for job in without_id] == [1]
+    [skipped] = without_id.skipped
+    assert (skipped.index, skipped.id, skipped.reason) == (2, None, "feed.position_without_id")
+    assert "#2" in skipped.detail
+
+    duplicates = parse_feed(load("duplicate_ids.xml"))
+    assert [(job.id, job.name) for job in duplicates] == [(5, "First")]  # the first one is kept
+    assert [(s.index, s.id, s.reason) for s in duplicates.skipped] == [(2, 5, "feed.duplicate_id")]
+    assert duplicates.skipped_ids == [5]
+
+
+def test_a_feed_of_only_invalid_positions_is_refused_with_the_first_problem() -> None:
     with pytest.raises(FeedInvalid) as caught:
-        parse_feed(load("position_without_id.xml"))
-    assert "#2" in str(caught.value)
-    with pytest.raises(FeedInvalid) as caught:
-        parse_feed(load("duplicate_ids.xml"))
-    assert "5" in str(caught.value)
+        parse_feed(load("position_without_name.xml"))
+    assert caught.value.code == "feed.no_valid_position"
+    assert "id 9" in str(caught.value)
+
+
+def test_a_valid_feed_skips_nothing() -> None:
+    jobs = parse_feed(load("normal.xml"))
+    assert (jobs.skipped, jobs.skipped_ids) == ([], [])
 
 
 # --- the error type -------------------------------------------------------
