@@ -168,6 +168,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio refused the request ({status}) without a reason code.{said}",
         "Personio hat die Anfrage ({status}) ohne Fehlercode abgelehnt.{said}",
     ),
+    "personio.http_error": (
+        "Personio refused the request with an unexpected answer ({status}).{said}",
+        "Personio hat die Anfrage mit einer unerwarteten Antwort ({status}) abgelehnt.{said}",
+    ),
+    "personio.error": (
+        "Personio's answer could not be read, so the upload was stopped. Please upload the candidate again; if it keeps failing, tell the operators.",
+        "Die Antwort von Personio war nicht lesbar, daher wurde der Upload abgebrochen. Bitte den Kandidaten erneut hochladen; tritt der Fehler wieder auf, bitte den Betrieb informieren.",
+    ),
     "personio.unprocessable": (
         "Personio refused the request ({status}).{said}",
         "Personio hat die Anfrage ({status}) abgelehnt.{said}",

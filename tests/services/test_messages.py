@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 import pytest
 
 from models import Health
+from personio import errors
 from personio.errors import (
     DOCUMENTED_REASON_CODES,
     PersonioAPIError,
@@ -175,3 +177,38 @@ def test_the_old_duplicate_spelling_is_shown_with_the_new_text() -> None:
     error = PersonioAPIError.from_response(response, "/v1/recruiting/applications")
 
     assert render_both(error.reason_code) == dict(zip(LANGUAGES, MESSAGES["errors.applicant-already-exists"], strict=True))
+
+
+def _error_tree_codes() -> set[str]:
+    """Every reason code the error tree can report: documented, class constants, fallbacks."""
+    codes = set(DOCUMENTED_REASON_CODES) | {errors.BAD_REQUEST_CODE, errors.UNPROCESSABLE_CODE} | set(errors.LEGACY_WORDINGS.values())
+    pending: list[type] = [errors.PersonioError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        constant = cls.__dict__.get("reason_code")
+        if isinstance(constant, str):
+            codes.add(constant)
+    return codes
+
+
+# Words of English that never belong in a German text (outside placeholders and menu names).
+ENGLISH_WORDS = {"the", "and", "is", "not", "please", "could", "with", "of", "to", "for", "has", "cannot", "answered", "refused", "document"}
+
+
+@pytest.mark.parametrize("code", sorted(_error_tree_codes() | set(MESSAGES)))
+def test_every_reason_code_has_a_german_text_of_its_own(code: str) -> None:
+    assert code in MESSAGES, f"{code} has no text (it would show the untranslated fallback)"
+    english, german = MESSAGES[code]
+    assert german.strip(), f"{code} has no German text"
+    assert german != english, f"{code}: the German text is the English one"
+    words = {w.lower() for w in re.findall(r"[A-Za-zÄÖÜäöüß]+", re.sub(r"\{[^}]*\}", " ", german))}
+    assert not words & ENGLISH_WORDS, f"{code}: English words in the German text: {sorted(words & ENGLISH_WORDS)}"
+    for language in LANGUAGES:
+        text = render(code, language, **PARAMS)
+        doubled = re.search(r"\b(\w+)\s+\1\b", text, flags=re.IGNORECASE)
+        assert doubled is None, f"{code} ({language}): doubled word {doubled.group(0)!r} in {text!r}"
+
+
+def test_feed_hint_has_no_doubled_word() -> None:
+    assert "aktivieren aktivieren" not in render("health.feed_disabled", "de", domain="acme.jobs.personio.de")

@@ -36,6 +36,13 @@ from models import (
     UploadState,
 )
 from personio.client import APPLICATIONS_PATH, DOCUMENTS_PATH, PersonioClient, PersonioCredentials
+from personio.errors import (
+    PersonioAPIError,
+    PersonioApplicantExists,
+    PersonioFeatureDisabled,
+    PersonioUnprocessable,
+    PersonioValidationError,
+)
 from ratelimit import CompanyRateLimiter
 from sandbox import SandboxServer
 from services.connections import set_health
@@ -1414,3 +1421,125 @@ def test_a_step_whose_lease_was_taken_back_stops_before_its_next_request(
     upload = load(session, upload_id)
     assert upload.state == UploadState.QUEUED  # the reconciler's state stands
     assert requests.get(f"{sandbox.url}/_sandbox/applications", timeout=5).json() == []
+
+
+# ====================================================== misread answers (table)
+
+# status × body of Personio, sent through the real client; what it must be read as, and
+# what the recruiter reads in English and German (``must``: in the text; ``never``: not).
+MISREAD = [
+    pytest.param(
+        DOCUMENTS_PATH, 422, {"errors": [{"status": "422", "title": "Unprocessable Entity", "detail": "The document could not be processed"}]}, 1,
+        PersonioUnprocessable, "personio.unprocessable", UploadState.REJECTED,
+        ["Personio refused the request (422).", "The document could not be processed"],
+        ["Personio hat die Anfrage (422) abgelehnt.", "The document could not be processed"],
+        ["file type", "Dateityp", "'cv.pdf'"],
+        id="422-without-reason-is-a-generic-refusal",
+    ),
+    pytest.param(
+        APPLICATIONS_PATH, 400, {"errors": [{"field": "files", "errors": [{"reason": "errors.invalid-file-type"}]}]}, 1,
+        PersonioValidationError, "errors.invalid-file-type", UploadState.REJECTED,
+        ["file type of 'cv.pdf'"], ["Dateityp von 'cv.pdf'"], ["'?'"],
+        id="application-file-error-names-the-only-file",
+    ),
+    pytest.param(
+        APPLICATIONS_PATH, 400, {"errors": [{"field": "files", "errors": [{"reason": "errors.file-too-big"}]}]}, 2,
+        PersonioValidationError, "errors.file-too-big", UploadState.REJECTED,
+        ["The size of a document exceeds"], ["Die Größe von einem Dokument"], ["'?'", "?"],
+        id="application-file-error-of-unknown-file-says-a-document",
+    ),
+    pytest.param(
+        APPLICATIONS_PATH, 400, {"errors": [{"status": "400", "title": "Bad Request", "detail": "Malformed JSON in request body"}]}, 0,
+        PersonioValidationError, "personio.bad_request", UploadState.REJECTED,
+        ["(400)", "Malformed JSON in request body"], ["(400)", "Malformed JSON in request body"], ["?"],
+        id="reasonless-400-keeps-the-detail",
+    ),
+    pytest.param(
+        APPLICATIONS_PATH, 404, {"errors": [{"status": "404", "title": "Not Found", "detail": "No applicant alex.example@example.org for job"}]}, 0,
+        PersonioValidationError, "personio.bad_request", UploadState.REJECTED,
+        ["(404)", "No applicant [email] for job"], ["(404)", "No applicant [email] for job"], ["example.org"],
+        id="404-keeps-the-detail-without-candidate-data",
+    ),
+    pytest.param(
+        APPLICATIONS_PATH, 400, {"errors": [{"status": "400", "title": "Forbidden", "detail": "feature.recruiting.disabled"}]}, 0,
+        PersonioFeatureDisabled, "feature.recruiting.disabled", UploadState.HELD,
+        ["waits until the Personio connection works again", "recruiting module"],
+        ["wartet, bis die Personio-Verbindung wieder funktioniert", "Recruiting-Modul"], [],
+        id="feature-code-with-400-holds-the-connection",
+    ),
+    pytest.param(
+        APPLICATIONS_PATH, 400, {"error": {"code": 0, "message": "Applicant already applied to this position."}}, 0,
+        PersonioApplicantExists, "errors.applicant-already-exists", UploadState.ALREADY_IN_PERSONIO,
+        ["already applied to this job"], ["bereits auf diese Stelle beworben"], [],
+        id="legacy-already-applied-wording-is-a-duplicate",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "status", "body", "documents", "error_class", "code", "state", "must_en", "must_de", "never"), MISREAD)
+def test_personio_answer_is_read_right_end_to_end(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock,
+    path: str, status: int, body: dict[str, Any], documents: int, error_class: type[PersonioAPIError], code: str, state: UploadState,
+    must_en: list[str], must_de: list[str], never: list[str],
+) -> None:
+    # given: Personio answers this status and body
+    if path == APPLICATIONS_PATH:
+        mocked.post(MOCK_BASE + DOCUMENTS_PATH, status=200, json={"uuid": "0f1e2d3c-0000-4000-8000-000000000001", "size": 10, "mimetype": "application/pdf", "original_filename": "cv.pdf", "extension": "pdf"})
+    mocked.post(MOCK_BASE + path, status=status, json=body)
+
+    # then: the real client classifies it
+    client = PersonioClient(requests.Session(), base_url=MOCK_BASE, credentials=PersonioCredentials(COMPANY, TOKEN), app_id="PERSONIO_SYNC_TEST")
+    with pytest.raises(PersonioAPIError) as caught:
+        if path == DOCUMENTS_PATH:
+            client.upload_document(filename="cv.pdf", content=CV)
+        else:
+            client.create_application({"first_name": "A", "last_name": "B", "email": "a@b.example", "job_position_id": JOB})
+    assert type(caught.value) is error_class
+    assert caught.value.reason_code == code
+    assert caught.value.retryable is False
+
+    # and the upload ends (or waits) with a true message in both languages
+    files = [inline(f"doc{n}.pdf" if n else "cv.pdf", CV + bytes([n]) * (n + 1)) for n in range(documents)]
+    upload_id = record(session, intake_policy, clock, documents=files if path == APPLICATIONS_PATH else [inline()])
+    result = step(session, session_factory, mocked_deps, upload_id)
+    assert result.state == state
+    upload = load(session, upload_id)
+    if state != UploadState.HELD:
+        assert upload.reason_code == code
+    else:
+        session.refresh(connection)
+        assert connection.health == Health.RECRUITING_DISABLED
+    assert upload.message_en and upload.message_de
+    for text in must_en:
+        assert text in upload.message_en, upload.message_en
+    for text in must_de:
+        assert text in upload.message_de, upload.message_de
+    for text in never:
+        assert text not in upload.message_en and text not in upload.message_de, (upload.message_en, upload.message_de)
+
+
+def test_persistent_file_not_exists_is_uploaded_again_once_then_rejected(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: Personio keeps saying it does not know the uploaded file
+    mocked.post(MOCK_BASE + DOCUMENTS_PATH, status=200, json={"uuid": "0f1e2d3c-0000-4000-8000-000000000002", "size": 10, "mimetype": "application/pdf", "original_filename": "cv.pdf", "extension": "pdf"})
+    mocked.post(MOCK_BASE + APPLICATIONS_PATH, status=400, json={"errors": [{"field": "files", "errors": [{"reason": "errors.file-validation.file-not-exists"}]}]})
+    upload_id = record(session, intake_policy, clock)
+
+    # when: the first step parks for a re-upload, the second gets the same answer
+    first = step(session, session_factory, mocked_deps, upload_id)
+    assert first.outcome == StepOutcome.PARKED
+    after_wait(first, clock)
+    second = step(session, session_factory, mocked_deps, upload_id)
+
+    # then: rejected with its own message, not "could not be reached"
+    assert second.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert upload.reason_code == "errors.file-validation.file-not-exists"
+    assert "even after they were uploaded again" in upload.message_en  # type: ignore[operator]
+    assert "auch nach erneutem Hochladen nicht gefunden" in upload.message_de  # type: ignore[operator]
+    assert "could not be reached" not in upload.message_en  # type: ignore[operator]
+    uploads_sent = [c for c in mocked.calls if c.request.url.endswith(DOCUMENTS_PATH)]
+    assert len(uploads_sent) == 2  # the document was uploaded again exactly once
