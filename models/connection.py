@@ -62,6 +62,9 @@ class Connection(Base):
     feed_sha256: Mapped[str | None] = mapped_column(String(64))
     feed_fetched_at: Mapped[datetime | None]
     feed_error: Mapped[str | None] = mapped_column(String(128))
+    # Invalid <position>s left out of the last applied feed (no id, bad id, no name,
+    # duplicate id); None before the first feed was applied.
+    feed_skipped: Mapped[int | None] = mapped_column(Integer)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -152,6 +152,7 @@ def connect_account(
         apply_feed(session, connection, fetched_jobs, now=now)
         connection.feed_fetched_at = now
         connection.feed_error = None
+        connection.feed_skipped = len(fetched_jobs.skipped)
     if credentials == Health.HEALTHY:
         connection.credentials_ok_at = now
         set_health(session, connection, Health.HEALTHY, None, now=now, events=events)

@@ -52,6 +52,18 @@ class ConnectionView(TypedDict):
     health_changed_at: str | None
     message: dict[str, str]  # by language
     feed_fetched_at: str | None
+    feed_skipped: int | None  # invalid positions left out of the last applied feed
+    feed_status: str | None  # the feed error code, "n positions skipped", "ok", or None before the first fetch
+
+
+def feed_status(connection: Connection) -> str | None:
+    """The jobs feed's state in one line: its error code, what was skipped, or ok."""
+    if connection.feed_error is not None:
+        return connection.feed_error
+    if connection.feed_skipped:
+        noun = "position" if connection.feed_skipped == 1 else "positions"
+        return f"{connection.feed_skipped} {noun} skipped"
+    return None if connection.feed_fetched_at is None else "ok"
 
 
 def describe_connection(connection: Connection) -> ConnectionView:
@@ -68,6 +80,8 @@ def describe_connection(connection: Connection) -> ConnectionView:
         "health_changed_at": connection.health_changed_at.isoformat() if connection.health_changed_at else None,
         "message": health_message(connection),
         "feed_fetched_at": connection.feed_fetched_at.isoformat() if connection.feed_fetched_at else None,
+        "feed_skipped": connection.feed_skipped,
+        "feed_status": feed_status(connection),
     }
 
 

@@ -8,7 +8,7 @@ feed is kept and marked unpublished with the time it vanished.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 from models import Connection, Health, Job
 from models.db import end_transaction
 from personio.domain import feed_url
-from personio.feed import FeedDisabled, FeedError, FeedJob, fetch_feed
+from personio.feed import FeedError, FeedJob, FeedJobs, fetch_feed
 from services.connections import observe_feed
 from services.events import EventPublisher
 
 log = logging.getLogger(__name__)
+
+_LOGGED_SKIPS = 20  # skipped positions logged one by one per refresh; the count is stored
 
 _JOB_FIELDS = (
     "name",
@@ -49,7 +51,10 @@ class RefreshResult:
     added: int
     unpublished: int
     error: str | None = None
-    error_health: Health | None = None  # FEED_DISABLED or FEED_UNREACHABLE when the fetch failed
+    # FEED_UNREACHABLE when the fetch failed for a passing reason (retried), FEED_DISABLED
+    # when the answer is permanently not a Personio feed (off, HTML, other XML, not XML).
+    error_health: Health | None = None
+    skipped: int = 0  # invalid <position>s left out of the applied feed
 
 
 def _values(feed_job: FeedJob) -> dict[str, Any]:
@@ -121,7 +126,9 @@ def refresh_jobs(
             timeout=timeout,
         )
     except FeedError as error:
-        health = Health.FEED_DISABLED if isinstance(error, FeedDisabled) else Health.FEED_UNREACHABLE
+        # Only a passing failure (connection, timeout, 429, 5xx) is "retried automatically";
+        # a feed that is off or not Personio's XML (FeedDisabled, FeedInvalid) needs the admin.
+        health = Health.FEED_UNREACHABLE if error.retryable else Health.FEED_DISABLED
         connection.feed_error = error.code
         log.warning("connection %s: jobs feed %s (%s)", connection.id, health.value, error.code)
         observe_feed(session, connection, health, error.code, now=now, events=events)
@@ -134,13 +141,17 @@ def refresh_jobs(
     if fetched.not_modified or (not force and fetched.content_sha256 is not None and fetched.content_sha256 == connection.feed_sha256):
         log.info("connection %s: jobs feed unchanged", connection.id)
         return RefreshResult(False, True, 0, 0, 0)
-    result = apply_feed(session, connection, fetched.jobs or [], now=now)
+    jobs = fetched.jobs or FeedJobs()
+    result = replace(apply_feed(session, connection, jobs, now=now), skipped=len(jobs.skipped))
+    connection.feed_skipped = len(jobs.skipped)
+    for position in jobs.skipped[:_LOGGED_SKIPS]:
+        log.warning("connection %s: jobs feed position skipped (%s): %s", connection.id, position.reason, position.detail)
     connection.feed_etag = fetched.etag
     connection.feed_last_modified = fetched.last_modified
     connection.feed_sha256 = fetched.content_sha256
     connection.feed_fetched_at = now
     session.flush()  # the caller commits (see services)
-    log.info("connection %s: jobs feed applied (%d published, %d new, %d unpublished)", connection.id, result.published, result.added, result.unpublished)
+    log.info("connection %s: jobs feed applied (%d published, %d new, %d unpublished, %d positions skipped)", connection.id, result.published, result.added, result.unpublished, result.skipped)
     return result
 
 
