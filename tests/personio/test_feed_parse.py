@@ -53,6 +53,34 @@ CORPUS: dict[str, int | str] = {
     "position_without_name.xml": "feed.no_valid_position",
     "non_integer_id.xml": "feed.no_valid_position",
     "duplicate_ids.xml": 1,
+    # Shaped like real Personio feeds (see REAL_SHAPED below).
+    "real_de_mixed.xml": 3,
+    "real_en_mixed.xml": 3,
+    "real_fr_unknown_elements.xml": 3,
+}
+
+# Real-shaped feeds: the ids kept, and each skipped position as (index, id, reason).
+REAL_SHAPED: dict[str, tuple[list[int], list[tuple[int, int | None, str]]]] = {
+    "real_de_mixed.xml": (
+        [2101001, 2101002, 2101003],
+        [
+            (2, None, "feed.position_without_id"),
+            (4, 2101001, "feed.duplicate_id"),
+            (5, None, "feed.position_without_id"),  # <id>   </id>
+        ],
+    ),
+    "real_en_mixed.xml": (
+        [3300017, 3300018, 3300020],
+        [
+            (3, 3300017, "feed.duplicate_id"),
+            (4, 3300017, "feed.duplicate_id"),
+            (5, 3300019, "feed.position_without_name"),
+        ],
+    ),
+    "real_fr_unknown_elements.xml": (
+        [4400001, 4400002, 4400003],
+        [(2, None, "feed.position_without_id")],
+    ),
 }
 
 
@@ -431,6 +459,66 @@ def test_a_feed_of_only_invalid_positions_is_refused_with_the_first_problem() ->
         parse_feed(load("position_without_name.xml"))
     assert caught.value.code == "feed.no_valid_position"
     assert "id 9" in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(REAL_SHAPED.items()))
+def test_real_shaped_feeds_keep_the_valid_jobs_and_report_the_rest(
+    name: str, expected: tuple[list[int], list[tuple[int, int | None, str]]]
+) -> None:
+    kept, skipped = expected
+    jobs = parse_feed(load(name))
+    assert [job.id for job in jobs] == kept
+    assert [(s.index, s.id, s.reason) for s in jobs.skipped] == skipped
+    assert jobs.skipped_ids == [job_id for _, job_id, _ in skipped if job_id is not None]
+    assert all(f"#{s.index}" in s.detail for s in jobs.skipped)
+
+
+def test_real_shaped_german_feed_fields() -> None:
+    jobs = {job.id: job for job in parse_feed(load("real_de_mixed.xml"))}
+    first = jobs[2101001]
+    # The duplicate later in the feed does not replace the first position.
+    assert first.name == "Fachkraft für Lagerlogistik (m/w/d)"
+    assert (first.office, first.additional_offices) == ("München", ("Nürnberg", "Remote"))
+    assert first.department == "Lager & Versand"
+    assert first.description_sections == ("Deine Aufgaben", "Das bringst du mit")
+    assert first.salary == FeedSalary(
+        min=Decimal("2800"), max=Decimal("3200"), currency_code="EUR", currency_symbol="€",
+        type="monthly",
+    )
+    assert first.created_at == datetime(2024, 3, 4, 7, 15, tzinfo=UTC)
+    # Every optional element present but empty: None / empty, the job is kept.
+    student = jobs[2101002]
+    assert (student.name, student.employment_type, student.schedule) == (
+        "Werkstudent Controlling (m/w/d)", "working_student", "part-time",
+    )
+    for attribute in (
+        "office", "department", "recruiting_category", "seniority", "years_of_experience",
+        "keywords", "occupation", "occupation_category", "subcompany", "created_at", "salary",
+    ):
+        assert getattr(student, attribute) is None, attribute
+    assert (student.additional_offices, student.description_sections) == ((), ())
+    assert jobs[2101003].created_at == datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
+
+
+def test_real_shaped_english_feed_keeps_the_first_of_three_duplicates() -> None:
+    jobs = {job.id: job for job in parse_feed(load("real_en_mixed.xml"))}
+    assert jobs[3300017].name == "Senior Frontend Engineer (f/m/d)"
+    assert jobs[3300017].office == "Berlin"
+    assert jobs[3300020].salary == FeedSalary(
+        min=Decimal("45000"), max=None, currency_code="EUR", currency_symbol=None, type="yearly"
+    )
+
+
+def test_real_shaped_feed_with_unknown_elements_and_other_languages() -> None:
+    jobs = {job.id: job for job in parse_feed(load("real_fr_unknown_elements.xml"))}
+    assert jobs[4400001].name == "Chargé·e de clientèle – Île-de-France (H/F)"
+    assert jobs[4400001].additional_offices == ("Lyon",)
+    assert jobs[4400001].description_sections == ("Vos missions",)
+    # An <id> nested in an unknown element is not the position's id.
+    assert jobs[4400002].name == "Ingénieur·e DevOps (H/F)"
+    assert 9999 not in jobs and 55 not in jobs
+    assert jobs[4400003].keywords == "datos,español,Ñandú"
+    assert jobs[4400003].description_sections == ("Tus tareas",)
 
 
 def test_a_valid_feed_skips_nothing() -> None:
