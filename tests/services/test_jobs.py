@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,9 +14,9 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from models import Connection, Health, Job
-from personio.feed import FeedJob
+from personio.feed import FeedFetch, FeedInvalid, FeedJob, parse_feed
 from sandbox import JobConfig, SandboxServer
-from services.connections import set_health
+from services.connections import describe_connection, health_message, set_health
 from services.events import ListPublisher
 from services.jobs import RefreshResult, apply_feed, list_jobs, refresh_jobs
 from services.secrets import TokenCipher
@@ -307,6 +308,80 @@ def test_recovered_feed_returns_to_channel_invalid_when_the_channel_is_flagged(r
 
     session.refresh(connection)
     assert connection.health == Health.CHANNEL_INVALID
+
+
+FEEDS = Path(__file__).parents[1] / "personio" / "feeds"
+
+
+def serve_parsed(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The next fetches answer 200 with the fixture feed ``name`` (parsed as fetch_feed would)."""
+    body = (FEEDS / name).read_bytes()
+    fetched = FeedFetch(not_modified=False, jobs=parse_feed(body), etag=None, last_modified=None, content_sha256=name, status=200)
+    monkeypatch.setattr("services.jobs.fetch_feed", lambda *args, **kwargs: fetched)
+
+
+def test_invalid_positions_are_skipped_and_the_count_is_the_feed_status(refresh: Any, session: Session, connection: Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: a real-shaped feed with a position without id, a blank id and a duplicate id
+    serve_parsed(monkeypatch, "real_de_mixed.xml")
+
+    result = refresh()
+
+    # then: the valid jobs are cached, the first of the duplicates wins
+    assert (result.error, result.published, result.added, result.skipped) == (None, 3, 3, 3)
+    jobs = cached(session)
+    assert sorted(jobs) == [2101001, 2101002, 2101003]
+    assert jobs[2101001].name == "Fachkraft für Lagerlogistik (m/w/d)"
+    # and: the feed is healthy but says what it left out
+    session.refresh(connection)
+    assert connection.health == Health.HEALTHY
+    assert (connection.feed_error, connection.feed_skipped) == (None, 3)
+    view = describe_connection(connection)
+    assert (view["feed_skipped"], view["feed_status"]) == (3, "3 positions skipped")
+
+    # and: a clean feed clears the count
+    serve_parsed(monkeypatch, "normal.xml")
+    assert refresh().skipped == 0
+    session.refresh(connection)
+    assert connection.feed_skipped == 0
+    assert describe_connection(connection)["feed_status"] == "ok"
+
+
+def test_one_skipped_position_is_singular(refresh: Any, session: Session, connection: Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    serve_parsed(monkeypatch, "real_fr_unknown_elements.xml")
+
+    refresh()
+
+    session.refresh(connection)
+    assert describe_connection(connection)["feed_status"] == "1 position skipped"
+
+
+@pytest.mark.parametrize("code", ["feed.wrong_root", "feed.not_xml", "feed.malformed", "feed.no_valid_position"])
+def test_a_feed_that_is_not_personio_xml_is_permanent_not_retried(refresh: Any, session: Session, connection: Connection, events: ListPublisher, monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    refresh()  # jobs cached from the stand-in's good feed
+
+    def invalid(*args: Any, **kwargs: Any) -> FeedFetch:
+        raise FeedInvalid(code, "not a Personio feed")
+
+    monkeypatch.setattr("services.jobs.fetch_feed", invalid)
+
+    result = refresh()
+
+    assert (result.error, result.error_health) == (code, Health.FEED_DISABLED)
+    session.refresh(connection)
+    assert (connection.health, connection.feed_error) == (Health.FEED_DISABLED, code)
+    assert describe_connection(connection)["feed_status"] == code
+    assert all("retried automatically" not in text and "automatisch erneut" not in text for text in health_message(connection).values())
+    assert all(job.published for job in cached(session).values())  # an invalid feed unpublishes nothing
+
+
+def test_an_unreachable_feed_is_still_retried(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, feed_faults: None) -> None:
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
+
+    result = refresh()
+
+    assert result.error_health == Health.FEED_UNREACHABLE
+    session.refresh(connection)
+    assert "retried automatically" in health_message(connection)["en"]
 
 
 # ------------------------------------------------------------- listing
