@@ -29,9 +29,17 @@ HEALTH_PRECEDENCE = (
 )
 
 
+# Feed answers that mean "switched off or the wrong domain"; every other permanent feed error
+# means the address answers, but not with Personio's XML.
+_FEED_OFF = frozenset({"feed.html", "feed.redirect", "feed.forbidden", "feed.not_found"})
+
+
 def health_message(connection: Connection) -> dict[str, str]:
+    code = f"health.{connection.health.value}"
+    if connection.health == Health.FEED_DISABLED and connection.feed_error and connection.feed_error not in _FEED_OFF:
+        code = "health.feed_invalid"
     return render_both(
-        f"health.{connection.health.value}",
+        code,
         domain=connection.jobs_domain,
         channel_id=connection.channel_id,
         detail=connection.feed_error or connection.health_reason,

@@ -252,6 +252,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The jobs XML feed of {domain} is switched off or the domain name is wrong. Enable it in {menu_feed_en} and check the domain name under Settings → Recruiting → Career page.",
         "Der Stellen-XML-Feed von {domain} ist ausgeschaltet oder der Domain-Name ist falsch. Bitte einschalten ({menu_feed_de}) und den Domain-Namen unter Einstellungen → Recruiting → Karriereseite prüfen.",
     ),
+    "health.feed_invalid": (
+        "The address {domain} does not answer with Personio's jobs XML feed ({detail}). Check the domain name under Settings → Recruiting → Career page and that the feed is enabled in {menu_feed_en}.",
+        "Unter {domain} antwortet nicht der Stellen-XML-Feed von Personio ({detail}). Bitte den Domain-Namen unter Einstellungen → Recruiting → Karriereseite prüfen und den Feed einschalten ({menu_feed_de}).",
+    ),
     "health.feed_unreachable": (
         "The jobs feed of {domain} could not be loaded right now ({detail}); it is retried automatically.",
         "Der Stellen-Feed von {domain} konnte gerade nicht geladen werden ({detail}); es wird automatisch erneut versucht.",

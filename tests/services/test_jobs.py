@@ -370,7 +370,11 @@ def test_a_feed_that_is_not_personio_xml_is_permanent_not_retried(refresh: Any, 
     session.refresh(connection)
     assert (connection.health, connection.feed_error) == (Health.FEED_DISABLED, code)
     assert describe_connection(connection)["feed_status"] == code
-    assert all("retried automatically" not in text and "automatisch erneut" not in text for text in health_message(connection).values())
+    message = health_message(connection)
+    assert all("retried automatically" not in text and "automatisch erneut" not in text for text in message.values())
+    # It is not "switched off": the address answers, but not with Personio's XML.
+    assert "does not answer with Personio's jobs XML feed" in message["en"] and code in message["en"]
+    assert "antwortet nicht der Stellen-XML-Feed von Personio" in message["de"]
     assert all(job.published for job in cached(session).values())  # an invalid feed unpublishes nothing
 
 
