@@ -9,7 +9,6 @@ sees a status instead of nothing. Only ids are kept: the payload may be what fai
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +18,16 @@ from sqlalchemy.orm import Session
 
 from models import Priority, Upload, UploadState
 from services.events import EventPublisher
+from services.schemas import usable_request_id
 from services.uploads import finish, outcome_event, transition
 
 log = logging.getLogger(__name__)
 
 INTAKE_FAILED = "personio-sync.intake-failed"
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def _id(payload: Any, key: str) -> str | None:
-    value = payload.get(key) if isinstance(payload, dict) else None
-    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+    return usable_request_id(payload.get(key) if isinstance(payload, dict) else None)
 
 
 def record_intake_failure(session: Session, payload: Any, *, error: str, events: EventPublisher, now: datetime) -> UploadState | None:

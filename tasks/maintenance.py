@@ -22,9 +22,6 @@ def dispatch_connection_task(connection_id: int) -> None:
     dispatch_now(connection_id)
 
 
-PUMP_LOCK = PUMP_LOCK_KEY
-
-
 @shared_task(name="personio_sync.pump", acks_late=True)
 def pump() -> int:
     """Dispatch every connection that has uploads due now and a free slot.
@@ -41,7 +38,7 @@ def pump() -> int:
             connection_ids = due_connections(session, utcnow(), concurrency=runtime.upload_policy.company_concurrency)
         dispatched = sum(dispatch_now(connection_id) for connection_id in connection_ids)
 
-    exclusively(runtime.redis, PUMP_LOCK, ttl=max(runtime.settings.pump_interval * 10, 30), what="pump", work=work)
+    exclusively(runtime.redis, PUMP_LOCK_KEY, ttl=max(runtime.settings.pump_interval * 10, 30), what="pump", work=work)
     return dispatched
 
 

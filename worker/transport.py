@@ -33,7 +33,6 @@ import base64
 import binascii
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -53,6 +52,7 @@ from config.names import (
     HOLDING_KEY,
     TASK_ARGUMENTS,
 )
+from services.schemas import usable_request_id
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,6 @@ class Inspected:
     message_id: str
     args: list[Any]
 
-
-_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def inspect_message(raw: bytes | str) -> Inspected:
@@ -264,8 +262,7 @@ def redact_arguments(inspected: Inspected) -> None:
     for value in inspected.args:
         if isinstance(value, dict):
             request_id = value.get("request_id") or value.get("backfill_id")
-            plain = isinstance(request_id, str) and _PLAIN_ID.fullmatch(request_id) is not None
-            shown.append(f"<request {request_id}>" if plain else "<request>")
+            shown.append(f"<request {request_id}>" if usable_request_id(request_id) else "<request>")
         elif isinstance(value, int) and not isinstance(value, bool):
             shown.append(str(value))
         else:
@@ -363,12 +360,16 @@ class Channel(kombu_redis.Channel):
             self._wake_in(wait)
             return
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        holding = [self._option("holding_key", HOLDING_KEY), self._option("holding_index_key", HOLDING_INDEX_KEY)]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
-        self.client.connection.send_command(
-            "EVAL", _POP_AND_HOLD, len(keys) + 2, *holding, *keys, repr(time.time()), uuid.uuid4().hex
-        )
+        self.client.connection.send_command("EVAL", *self._pop_and_hold_args(keys))
+
+    def _holding_keys(self) -> tuple[str, str]:
+        return self._option("holding_key", HOLDING_KEY), self._option("holding_index_key", HOLDING_INDEX_KEY)
+
+    def _pop_and_hold_args(self, lists: list[str]) -> list[str | int]:
+        """The arguments of EVAL for the pop-and-hold script over ``lists`` (in order)."""
+        return [_POP_AND_HOLD, len(lists) + 2, *self._holding_keys(), *lists, repr(time.time()), uuid.uuid4().hex]
 
     def _wake_in(self, seconds: float) -> None:
         """Make the event loop come back to this channel after ``seconds`` (or sleep without one)."""
@@ -415,8 +416,9 @@ class Channel(kombu_redis.Channel):
         """Drop the holding copy: kombu's unacked record (or a dead letter) has the message now."""
         with self.conn_or_acquire() as client:
             pipe = client.pipeline()
-            pipe.hdel(self._option("holding_key", HOLDING_KEY), f"{held_id}:item", f"{held_id}:queue")
-            pipe.zrem(self._option("holding_index_key", HOLDING_INDEX_KEY), held_id)
+            holding, index = self._holding_keys()
+            pipe.hdel(holding, f"{held_id}:item", f"{held_id}:queue")
+            pipe.zrem(index, held_id)
             pipe.execute()
 
     def restore_held(self, older_than: float) -> int:
@@ -424,8 +426,7 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             return int(
                 client.eval(
-                    _RESTORE_HELD, 2, self._option("holding_key", HOLDING_KEY),
-                    self._option("holding_index_key", HOLDING_INDEX_KEY), repr(time.time() - older_than),
+                    _RESTORE_HELD, 2, *self._holding_keys(), repr(time.time() - older_than),
                 )
             )
 
@@ -433,11 +434,10 @@ class Channel(kombu_redis.Channel):
         # The synchronous path (basic_get): the same held pop; dead letters are skipped so the
         # caller sees the next good message or Empty. ``timeout`` is kombu's virtual-channel
         # signature; like kombu's Redis channel this never blocks and ignores it.
-        holding = [self._option("holding_key", HOLDING_KEY), self._option("holding_index_key", HOLDING_INDEX_KEY)]
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
         with self.conn_or_acquire() as client:
             while True:
-                reply = client.eval(_POP_AND_HOLD, len(keys) + 2, *holding, *keys, repr(time.time()), uuid.uuid4().hex)
+                reply = client.eval(*self._pop_and_hold_args(keys))
                 if not reply:
                     break
                 _, item, held_id = reply
@@ -447,7 +447,8 @@ class Channel(kombu_redis.Channel):
                     self._dead_letter(item, queue, str(poison))
                     self._release(bytes_to_str(held_id))
                     continue
-                # kombu records basic_get's message as unacked right after this returns.
+                # Released before kombu records it: basic_get (this synchronous path) keeps
+                # kombu's small window; the worker's event loop consumes through _brpop_read.
                 self._release(bytes_to_str(held_id))
                 return payload
             self._maybe_update_queues_expire(client, queue)

@@ -24,6 +24,7 @@ from config.names import (
     DISPATCH_CONNECTION_TASK,
     INTERACTIVE_QUEUE,
     PROCESS_UPLOAD_TASK,
+    PUMP_LOCK_KEY,
     WAKE_KEY,
 )
 from models import Priority
@@ -107,7 +108,7 @@ def test_the_pump_dispatches_every_due_connection_once_and_skips_while_another_r
     assert maintenance.pump.run() == 2
     assert dispatched == [3, 5]
 
-    lock = runtime.redis.lock(maintenance.PUMP_LOCK, timeout=10)
+    lock = runtime.redis.lock(PUMP_LOCK_KEY, timeout=10)
     assert lock.acquire(blocking=False)
     assert maintenance.pump.run() == 0  # the previous tick still runs: skipped
     assert dispatched == [3, 5]
