@@ -3,16 +3,14 @@
 from models.base import Base, utcnow
 from models.connection import HOLDING_HEALTH, Connection, Health, Job, ProjectLink
 from models.outbox import OutboxEvent
-from models.upload import (
-    TERMINAL_STATES,
-    ApplicationClaim,
-    DocumentSource,
-    Priority,
-    Upload,
-    UploadDocument,
-    UploadEvent,
-    UploadState,
-)
+from models.upload import TERMINAL_STATES as TERMINAL_STATES
+from models.upload import ApplicationClaim as ApplicationClaim
+from models.upload import DocumentSource as DocumentSource
+from models.upload import Priority as Priority
+from models.upload import Upload as Upload
+from models.upload import UploadDocument as UploadDocument
+from models.upload import UploadEvent as UploadEvent
+from models.upload import UploadState as UploadState
 
 __all__ = [
     "HOLDING_HEALTH",

@@ -10,48 +10,13 @@ from typing import Any
 import pytest
 import requests
 
-from personio.errors import (
-    MAX_RETRY_AFTER,
-    FieldReason,
-    PersonioAPIError,
-    PersonioApplicantExists,
-    PersonioChannelNotFound,
-    PersonioError,
-    PersonioFeatureDisabled,
-    PersonioPayloadTooLarge,
-    PersonioRateLimited,
-    PersonioServerError,
-    PersonioTimeout,
-    PersonioTransportError,
-    PersonioUnauthorized,
-    PersonioUnprocessable,
-    PersonioValidationError,
-    parse_retry_after,
-)
+from personio import errors
+from personio.errors import MAX_RETRY_AFTER, FieldReason, parse_retry_after
+from tests.personio.answers import FIELD_REASONS_400
 
 APPS = "/v1/recruiting/applications"
 DOCS = "/v1/recruiting/applications/documents"
 FIELD_ERROR_TYPE = "com.personio.recruiting.publicapi.validation.FieldError"
-
-# Every reason code of POST /v1/recruiting/applications (docs/personio.md, "Error bodies and
-# reason codes"), with the
-# field Personio reports it on.
-PLAIN_400_REASONS = [
-    ("errors.attribute-validation.unknown", "custom_attribute_9"),
-    ("errors.attribute-validation.required-attribute", "first_name"),
-    ("errors.attribute-validation.invalid-date-format", "birthday"),
-    ("errors.attribute-validation.invalid-email-format", "email"),
-    ("errors.attribute-validation.invalid-type", "tags"),
-    ("errors.attribute-validation.unknown-attribute-option", "gender"),
-    ("errors.date-validation.date-in-the-future", "application_date"),
-    ("errors.phase-validation.invalid-system-phase", "phase"),
-    ("errors.file-validation.file-not-exists", "files"),
-    ("errors.file-validation.unknown-file-category", "files"),
-    ("errors.invalid-file-type", "files"),
-    ("errors.file-too-big", "files"),
-    ("errors.posting-validation.posting-not-found", "external_posting_id"),
-    ("errors.job-position.not-published", "job_position_id"),
-]
 
 
 def response(status: int, body: Any = None, *, headers: dict[str, str] | None = None, raw: bytes | None = None) -> requests.Response:
@@ -77,18 +42,18 @@ def generic_error(status: int, detail: str) -> dict[str, Any]:
     return {"errors": [{"id": "5b2b6c1e-0000-4000-8000-000000000000", "status": str(status), "title": "x", "detail": detail}]}
 
 
-def classify(status: int, body: Any = None, path: str = APPS, **kwargs: Any) -> PersonioAPIError:
-    return PersonioAPIError.from_response(response(status, body, **kwargs), path)
+def classify(status: int, body: Any = None, path: str = APPS, **kwargs: Any) -> errors.PersonioAPIError:
+    return errors.PersonioAPIError.from_response(response(status, body, **kwargs), path)
 
 
 # --------------------------------------------------------------- 400
 
 
-@pytest.mark.parametrize(("code", "field"), PLAIN_400_REASONS)
+@pytest.mark.parametrize(("code", "field"), FIELD_REASONS_400)
 def test_each_400_reason_is_a_permanent_validation_error_naming_field_and_code(code: str, field: str) -> None:
     error = classify(400, field_error(field, code))
 
-    assert type(error) is PersonioValidationError
+    assert type(error) is errors.PersonioValidationError
     assert error.retryable is False
     assert error.reason_code == code
     assert error.field == field
@@ -101,8 +66,8 @@ def test_each_400_reason_is_a_permanent_validation_error_naming_field_and_code(c
 def test_duplicate_in_both_spellings_is_applicant_exists(code: str) -> None:
     error = classify(400, field_error("email", code, context={"job_position_id": 1}))
 
-    assert isinstance(error, PersonioApplicantExists)
-    assert isinstance(error, PersonioValidationError)
+    assert isinstance(error, errors.PersonioApplicantExists)
+    assert isinstance(error, errors.PersonioValidationError)
     assert error.retryable is False
     # The old spelling is normalised: callers match one code.
     assert error.reason_code == "errors.applicant-already-exists"
@@ -113,13 +78,13 @@ def test_duplicate_in_both_spellings_is_applicant_exists(code: str) -> None:
 def test_duplicate_wins_over_other_reasons_in_the_same_answer() -> None:
     body = {"errors": field_error("tags", "errors.attribute-validation.invalid-type")["errors"] + field_error("email", "errors.applicant-already-exists")["errors"]}
 
-    assert isinstance(classify(400, body), PersonioApplicantExists)
+    assert isinstance(classify(400, body), errors.PersonioApplicantExists)
 
 
 def test_channel_not_found_has_its_own_class() -> None:
     error = classify(400, field_error("recruiting_channel_id", "errors.posting-validation.channel-not-found"))
 
-    assert isinstance(error, PersonioChannelNotFound)
+    assert isinstance(error, errors.PersonioChannelNotFound)
     assert error.retryable is False
     assert error.reason_code == "errors.posting-validation.channel-not-found"
     assert error.field == "recruiting_channel_id"
@@ -128,7 +93,7 @@ def test_channel_not_found_has_its_own_class() -> None:
 def test_400_without_body_is_a_bad_request() -> None:
     error = classify(400)
 
-    assert type(error) is PersonioValidationError
+    assert type(error) is errors.PersonioValidationError
     assert error.reason_code == "personio.bad_request"
     assert error.field is None and error.primary_reason is None
 
@@ -163,7 +128,7 @@ def test_legacy_error_shapes_are_understood() -> None:
     # The top-level ``error.reason`` one client checks, and the legacy endpoint's message.
     error = classify(400, {"success": False, "error": {"reason": "errors.applicant-exists", "message": "Applicant already applied to this position."}})
 
-    assert isinstance(error, PersonioApplicantExists)
+    assert isinstance(error, errors.PersonioApplicantExists)
     assert error.detail == "Applicant already applied to this position."
 
 
@@ -178,7 +143,7 @@ def test_item_with_reason_but_no_nested_errors() -> None:
 def test_unparseable_or_odd_bodies_never_crash(raw: bytes) -> None:
     error = classify(400, raw=raw)
 
-    assert type(error) is PersonioValidationError
+    assert type(error) is errors.PersonioValidationError
     assert error.reasons == ()
 
 
@@ -198,7 +163,7 @@ def test_message_carries_codes_but_not_personio_detail_text() -> None:
 def test_401_is_unauthorized_and_permanent() -> None:
     error = classify(401, generic_error(401, "The API token and/or company id was not recognized."))
 
-    assert isinstance(error, PersonioUnauthorized)
+    assert isinstance(error, errors.PersonioUnauthorized)
     assert error.retryable is False
     assert error.reason_code == "personio.unauthorized"
 
@@ -207,7 +172,7 @@ def test_401_is_unauthorized_and_permanent() -> None:
 def test_403_names_the_missing_feature_generic_shape(code: str) -> None:
     error = classify(403, generic_error(403, code))
 
-    assert isinstance(error, PersonioFeatureDisabled)
+    assert isinstance(error, errors.PersonioFeatureDisabled)
     assert error.retryable is False
     assert error.reason_code == code
 
@@ -232,7 +197,7 @@ def test_403_without_body_defaults_to_missing_api_access() -> None:
 def test_413_is_file_too_big_and_permanent() -> None:
     error = classify(413, field_error("file", "errors.file-too-big"), path=DOCS)
 
-    assert isinstance(error, PersonioPayloadTooLarge)
+    assert isinstance(error, errors.PersonioPayloadTooLarge)
     assert error.retryable is False
     assert error.reason_code == "errors.file-too-big"
     assert error.path == DOCS
@@ -242,7 +207,7 @@ def test_422_takes_its_reason_or_is_a_generic_refusal() -> None:
     with_reason = classify(422, field_error("file", "errors.invalid-file-type"), path=DOCS)
     without = classify(422, path=DOCS)
 
-    assert isinstance(with_reason, PersonioUnprocessable) and isinstance(without, PersonioUnprocessable)
+    assert isinstance(with_reason, errors.PersonioUnprocessable) and isinstance(without, errors.PersonioUnprocessable)
     assert with_reason.reason_code == "errors.invalid-file-type"
     # No reason code says nothing about the file type.
     assert without.reason_code == "personio.unprocessable"
@@ -255,7 +220,7 @@ def test_422_takes_its_reason_or_is_a_generic_refusal() -> None:
 def test_429_without_retry_after() -> None:
     error = classify(429)
 
-    assert isinstance(error, PersonioRateLimited)
+    assert isinstance(error, errors.PersonioRateLimited)
     assert error.retryable is True
     assert error.retry_after is None
     assert error.reason_code == "personio.rate_limited"
@@ -264,21 +229,21 @@ def test_429_without_retry_after() -> None:
 def test_429_with_retry_after_seconds() -> None:
     error = classify(429, headers={"Retry-After": "17"})
 
-    assert isinstance(error, PersonioRateLimited)
+    assert isinstance(error, errors.PersonioRateLimited)
     assert error.retry_after == 17.0
 
 
 def test_429_with_retry_after_http_date() -> None:
     error = classify(429, headers={"Retry-After": formatdate(time.time() + 120, usegmt=True)})
 
-    assert isinstance(error, PersonioRateLimited)
+    assert isinstance(error, errors.PersonioRateLimited)
     assert error.retry_after == pytest.approx(120, abs=2)
 
 
 def test_429_with_garbage_retry_after() -> None:
     error = classify(429, headers={"Retry-After": "soon-ish"})
 
-    assert isinstance(error, PersonioRateLimited)
+    assert isinstance(error, errors.PersonioRateLimited)
     assert error.retry_after is None
 
 
@@ -286,7 +251,7 @@ def test_429_with_garbage_retry_after() -> None:
 def test_server_errors_and_408_are_retryable(status: int) -> None:
     error = classify(status, generic_error(status, "boom") if status == 500 else None)
 
-    assert isinstance(error, PersonioServerError)
+    assert isinstance(error, errors.PersonioServerError)
     assert error.retryable is True
     assert error.reason_code == "personio.server_error"
 
@@ -294,14 +259,14 @@ def test_server_errors_and_408_are_retryable(status: int) -> None:
 def test_5xx_with_html_body_is_still_a_server_error() -> None:
     error = classify(503, raw=b"<html><body>Service Unavailable</body></html>")
 
-    assert isinstance(error, PersonioServerError)
+    assert isinstance(error, errors.PersonioServerError)
 
 
 @pytest.mark.parametrize("status", [301, 302, 404, 405, 409, 410, 418])
 def test_other_statuses_are_permanent(status: int) -> None:
     error = classify(status)
 
-    assert isinstance(error, PersonioValidationError)
+    assert isinstance(error, errors.PersonioValidationError)
     assert error.retryable is False
 
 
@@ -309,19 +274,19 @@ def test_other_statuses_are_permanent(status: int) -> None:
 
 
 def test_transport_errors_are_retryable_and_say_whether_they_may_have_arrived() -> None:
-    refused = PersonioTransportError("could not reach Personio", maybe_delivered=False)
-    timeout = PersonioTimeout("Personio did not answer in time", maybe_delivered=True)
+    refused = errors.PersonioTransportError("could not reach Personio", maybe_delivered=False)
+    timeout = errors.PersonioTimeout("Personio did not answer in time", maybe_delivered=True)
 
     assert refused.retryable and timeout.retryable
     assert refused.maybe_delivered is False and timeout.maybe_delivered is True
     assert refused.reason_code == "personio.unreachable"
     assert timeout.reason_code == "personio.timeout"
-    assert isinstance(timeout, PersonioTransportError) and isinstance(timeout, PersonioError)
+    assert isinstance(timeout, errors.PersonioTransportError) and isinstance(timeout, errors.PersonioError)
 
 
 def test_only_429_5xx_and_transport_are_retryable() -> None:
-    retryable = {cls for cls in (PersonioRateLimited, PersonioServerError, PersonioTransportError, PersonioTimeout) if cls.retryable}
-    permanent = {cls for cls in (PersonioUnauthorized, PersonioFeatureDisabled, PersonioPayloadTooLarge, PersonioUnprocessable, PersonioValidationError, PersonioApplicantExists, PersonioChannelNotFound) if not cls.retryable}
+    retryable = {cls for cls in (errors.PersonioRateLimited, errors.PersonioServerError, errors.PersonioTransportError, errors.PersonioTimeout) if cls.retryable}
+    permanent = {cls for cls in (errors.PersonioUnauthorized, errors.PersonioFeatureDisabled, errors.PersonioPayloadTooLarge, errors.PersonioUnprocessable, errors.PersonioValidationError, errors.PersonioApplicantExists, errors.PersonioChannelNotFound) if not cls.retryable}
 
     assert len(retryable) == 4
     assert len(permanent) == 7

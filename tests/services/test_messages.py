@@ -9,19 +9,7 @@ import pytest
 
 from models import Health
 from personio import errors
-from personio.errors import (
-    DOCUMENTED_REASON_CODES,
-    PersonioAPIError,
-    PersonioApplicantExists,
-    PersonioFeatureDisabled,
-    PersonioPayloadTooLarge,
-    PersonioRateLimited,
-    PersonioServerError,
-    PersonioTimeout,
-    PersonioTransportError,
-    PersonioUnauthorized,
-    PersonioValidationError,
-)
+from personio.errors import DOCUMENTED_REASON_CODES
 from services.messages import LANGUAGES, MESSAGES, render, render_both
 
 # The reason codes of POST /v1/recruiting/applications (docs/personio.md, "Error bodies and
@@ -152,15 +140,15 @@ def test_unknown_language_is_english() -> None:
 @pytest.mark.parametrize(
     ("error", "code"),
     [
-        (PersonioApplicantExists(400, "/p"), "errors.applicant-already-exists"),
-        (PersonioUnauthorized(401, "/p"), "personio.unauthorized"),
-        (PersonioFeatureDisabled(403, "/p"), "feature.public-api.disabled"),
-        (PersonioPayloadTooLarge(413, "/p"), "errors.file-too-big"),
-        (PersonioRateLimited(429, "/p"), "personio.rate_limited"),
-        (PersonioServerError(500, "/p"), "personio.server_error"),
-        (PersonioValidationError(400, "/p"), "personio.bad_request"),
-        (PersonioTransportError("x", maybe_delivered=False), "personio.unreachable"),
-        (PersonioTimeout("x", maybe_delivered=True), "personio.timeout"),
+        (errors.PersonioApplicantExists(400, "/p"), "errors.applicant-already-exists"),
+        (errors.PersonioUnauthorized(401, "/p"), "personio.unauthorized"),
+        (errors.PersonioFeatureDisabled(403, "/p"), "feature.public-api.disabled"),
+        (errors.PersonioPayloadTooLarge(413, "/p"), "errors.file-too-big"),
+        (errors.PersonioRateLimited(429, "/p"), "personio.rate_limited"),
+        (errors.PersonioServerError(500, "/p"), "personio.server_error"),
+        (errors.PersonioValidationError(400, "/p"), "personio.bad_request"),
+        (errors.PersonioTransportError("x", maybe_delivered=False), "personio.unreachable"),
+        (errors.PersonioTimeout("x", maybe_delivered=True), "personio.timeout"),
     ],
 )
 def test_every_error_class_reason_has_text(error: Exception, code: str) -> None:
@@ -174,7 +162,7 @@ def test_the_old_duplicate_spelling_is_shown_with_the_new_text() -> None:
     response = requests.Response()
     response.status_code = 400
     response._content = b'{"errors": [{"field": "email", "errors": [{"reason": "errors.applicant-exists"}]}]}'
-    error = PersonioAPIError.from_response(response, "/v1/recruiting/applications")
+    error = errors.PersonioAPIError.from_response(response, "/v1/recruiting/applications")
 
     assert render_both(error.reason_code) == dict(zip(LANGUAGES, MESSAGES["errors.applicant-already-exists"], strict=True))
 

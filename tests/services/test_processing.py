@@ -62,6 +62,7 @@ from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
 from tests.factories import make_connection, make_link, make_upload
 from tests.openapi import SpecValidationRecorder
+from tests.personio.answers import FIELD_REASONS_400, FILE_NOT_EXISTS, JOB_NOT_PUBLISHED
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -843,20 +844,9 @@ def test_transient_document_download_failure_backs_off(
 # ========================================================== permanent refusals
 
 
-PERMANENT_400 = [
-    ("errors.attribute-validation.unknown", "custom_attribute_9"),
-    ("errors.attribute-validation.required-attribute", "last_name"),
-    ("errors.attribute-validation.invalid-date-format", "birthday"),
-    ("errors.attribute-validation.invalid-email-format", "email"),
-    ("errors.attribute-validation.invalid-type", "tags"),
-    ("errors.attribute-validation.unknown-attribute-option", "gender"),
-    ("errors.date-validation.date-in-the-future", "application_date"),
-    ("errors.phase-validation.invalid-system-phase", "phase"),
-    ("errors.file-validation.unknown-file-category", "files"),
-    ("errors.invalid-file-type", "files"),
-    ("errors.file-too-big", "files"),
-    ("errors.posting-validation.posting-not-found", "external_posting_id"),
-]
+# file-not-exists earns one re-upload first and not-published checks the job again: both have
+# their own tests.
+PERMANENT_400 = [(code, field) for code, field in FIELD_REASONS_400 if code not in {FILE_NOT_EXISTS, JOB_NOT_PUBLISHED}]
 
 
 @pytest.mark.parametrize(("code", "field"), PERMANENT_400)

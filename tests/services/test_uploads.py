@@ -12,15 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import (
-    Connection,
-    DocumentSource,
-    Priority,
-    Upload,
-    UploadDocument,
-    UploadEvent,
-    UploadState,
-)
+from models import DocumentSource, Priority, Upload, UploadDocument, UploadEvent, UploadState
 from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
@@ -32,10 +24,6 @@ if TYPE_CHECKING:
 
 CV = b"%PDF-1.4 the candidate's cv"
 EMAIL = "Alex.Example@Example.org"
-
-
-def add_connection(session: Session, cipher: TokenCipher, account_id: str = "acct-1") -> Connection:
-    return make_connection(session, cipher, account_id=account_id)
 
 
 def request(request_id: str = "req-1", account_id: str = "acct-1", **candidate: Any) -> dict[str, Any]:
@@ -58,7 +46,7 @@ def count(session: Session, model: type) -> int:
 
 def test_valid_request_is_recorded_as_queued(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
     # given
-    connection = add_connection(session, cipher)
+    connection = make_connection(session, cipher)
 
     # when
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
@@ -82,7 +70,7 @@ def test_valid_request_is_recorded_as_queued(session: Session, cipher: TokenCiph
 
 
 def test_inline_document_bytes_are_stored_with_their_sha256(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock, session_factory: sessionmaker[Session]) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
 
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
     session.commit()  # the caller commits (see services)
@@ -100,7 +88,7 @@ def test_inline_document_bytes_are_stored_with_their_sha256(session: Session, ci
 
 
 def test_same_request_id_twice_records_one_upload(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
     first = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
     clock.advance(5)
 
@@ -115,7 +103,7 @@ def test_same_request_id_twice_records_one_upload(session: Session, cipher: Toke
 
 
 def test_backfill_priority_is_kept(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
 
     received = receive_upload(session, {**request(), "priority": "backfill"}, policy=intake_policy, events=events, now=clock())
 
@@ -124,7 +112,7 @@ def test_backfill_priority_is_kept(session: Session, cipher: TokenCipher, intake
 
 def test_invalid_request_is_recorded_rejected_with_every_error_and_an_event(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
     # given: two mistakes and an inline body that must not be stored
-    add_connection(session, cipher)
+    make_connection(session, cipher)
     payload = request(email="not-an-email", application_date="2999-01-01")
 
     # when
@@ -191,7 +179,7 @@ def test_non_object_payload_is_published_as_invalid(session: Session, intake_pol
 
 
 def test_unknown_account_is_rejected_connection_not_found(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher, account_id="someone-else")
+    make_connection(session, cipher, account_id="someone-else")
 
     received = receive_upload(session, request(account_id="acct-unknown"), policy=intake_policy, events=events, now=clock())
 
@@ -212,7 +200,7 @@ def test_unknown_account_is_rejected_connection_not_found(session: Session, ciph
 
 
 def test_status_shows_the_history(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
     received = receive_upload(session, request(account_id="acct-missing"), policy=intake_policy, events=events, now=clock())
     assert received.upload_id is not None
 
@@ -235,7 +223,7 @@ def test_status_shows_the_history(session: Session, cipher: TokenCipher, intake_
 
 
 def test_status_of_a_queued_upload(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
     receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
 
     status = upload_status(session, "req-1")
@@ -248,7 +236,7 @@ def test_status_of_a_queued_upload(session: Session, cipher: TokenCipher, intake
 
 
 def test_history_rows_are_stored(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
 
     rows = session.scalars(select(UploadEvent).where(UploadEvent.upload_id == received.upload_id)).all()
@@ -326,7 +314,7 @@ def test_ids_of_a_refused_request_are_kept_only_when_safe(session: Session, inta
 
 
 def test_an_unsafe_backfill_id_is_not_stored(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
-    add_connection(session, cipher)
+    make_connection(session, cipher)
 
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock(), backfill_id="bf\ud800")
 
