@@ -143,6 +143,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
         domain=args.domain,
         channel_id=args.channel_id,
         feed_language=args.feed_language,
+        phase=args.phase,
     )
     report = runtime.connect(request)
     data = {
@@ -164,16 +165,23 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 def cmd_link(args: argparse.Namespace) -> int:
     from models import utcnow
+    from personio.phases import PhaseInvalid, describe_phase, parse_phase
     from services.connections import LinkError, link_project
 
+    try:
+        phase = parse_phase(args.phase) if args.phase else None
+    except PhaseInvalid as error:
+        print(f"cannot link: --phase {error.fix}", file=sys.stderr)
+        return 2
     with _account(args.account) as (_, session, connection):
         try:
-            link = link_project(session, connection, args.project, args.job_id, now=utcnow(), require_cached=not args.force)
+            link = link_project(session, connection, args.project, args.job_id, now=utcnow(), require_cached=not args.force, phase=phase)
         except LinkError as error:
             print(f"cannot link: {error}", file=sys.stderr)
             return 1
-        data = {"account_id": args.account, "project_id": link.project_id, "job_position_id": link.job_position_id}
-    _print(data, args.json, f"project {args.project} → Personio job {args.job_id}")
+        shown_phase = describe_phase(link.phase)
+        data = {"account_id": args.account, "project_id": link.project_id, "job_position_id": link.job_position_id, "phase": shown_phase}
+    _print(data, args.json, f"project {args.project} → Personio job {args.job_id}" + (f" (phase {shown_phase})" if shown_phase else ""))
     return 0
 
 
@@ -183,7 +191,9 @@ def cmd_links(args: argparse.Namespace) -> int:
     with _account(args.account) as (_, session, connection):
         links = list_links(session, connection)
     text = "\n".join(
-        f"{link['project_id']} → job {link['job_position_id']}" + (f"  [{link['flag']} since {link['flagged_at']}]" if link["flag"] else "")
+        f"{link['project_id']} → job {link['job_position_id']}"
+        + (f" (phase {link['phase']})" if link.get("phase") else "")
+        + (f"  [{link['flag']} since {link['flagged_at']}]" if link["flag"] else "")
         for link in links
     ) or "(no links)"
     _print(links, args.json, text)
@@ -198,10 +208,20 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             runtime.refresh_jobs(session, connection)
         jobs = list_jobs(session, connection, include_unpublished=args.all)
     text = "\n".join(
-        f"{j['job_position_id']:>10}  {'' if j['published'] else '[unpublished] '}{j['name']} — {j['office'] or ''}" for j in jobs
+        f"{j['job_position_id']:>10}  {'' if j['published'] else '[unpublished] '}{j['name']} — {j['office'] or ''}{_job_details(j)}" for j in jobs
     ) or "(no jobs cached)"
     _print(jobs, args.json, text)
     return 0
+
+
+def _job_details(job: dict[str, Any]) -> str:
+    """What else the feed says about a job, in one line: ' · Subcompany · 1-2 years · 2800–3200 EUR monthly'."""
+    salary = job.get("salary") or {}
+    amount = "–".join(str(salary[key]) for key in ("min", "max") if salary.get(key))
+    paid = " ".join(part for part in (amount, salary.get("currency_code") or salary.get("currency_symbol"), salary.get("type")) if part) if amount else ""
+    experience = f"{job['years_of_experience']} years" if job.get("years_of_experience") else ""
+    parts = [job.get("subcompany"), job.get("employment_type"), experience, paid]
+    return "".join(f" · {part}" for part in parts if part)
 
 
 def cmd_connections(args: argparse.Namespace) -> int:
@@ -399,6 +419,45 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from models import utcnow
+    from services.forget import forget_in_database, forget_in_redis, looks_like_email
+
+    if not looks_like_email(args.email):
+        print(f"{args.email!r} is not an email address; forget takes the person's email address", file=sys.stderr)
+        return 2
+    settings = _settings()
+    runtime = _runtime(settings)
+    # Redis first: a request still queued is recorded (as forgotten) before the database is searched.
+    in_redis = forget_in_redis(runtime.redis, args.email, events_stream=settings.events_stream)
+    with runtime.session() as session:
+        in_database = forget_in_database(
+            session, args.email, now=utcnow(), events=runtime.events_for(session), digests=runtime.email_digests,
+            stopped_requests=in_redis.stopped_requests,
+        )
+    removed = {"database": in_database.counts(), "redis": in_redis.counts()}
+    lines = [f"{place}: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items()) for place, counts in removed.items()]
+    _print({"forgotten": True, "removed": removed}, args.json, "\n".join(["erased everything this system held about that address:", *lines]))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from models import utcnow
+    from services.retention import run_retention
+
+    settings = _settings()
+    runtime = _runtime(settings)
+    totals = run_retention(
+        runtime.session, now=utcnow, retention=timedelta(days=settings.retention_days), digests=runtime.email_digests,
+        events_for=runtime.events_for, max_batches=args.max_batches, max_seconds=float("inf"),
+    )
+    counts = totals.as_dict()
+    _print(counts, args.json, f"retention ({settings.retention_days} days): " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox import main as sandbox_main
 
@@ -436,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", required=True, help="the jobs page domain, e.g. acme.jobs.personio.de")
     p.add_argument("--channel-id", default=None, help="optional recruiting channel ID")
     p.add_argument("--feed-language", default="de", help="language of the jobs feed (de, en, fr, es, nl, it, pt)")
+    p.add_argument("--phase", default=None, help="Personio phase new applications land in: system:<unassigned|rejected|withdrawn|offer|accepted> or custom:<number>; default: the job category's initial phase")
     p.add_argument("--token-env", default="PERSONIO_ACCESS_TOKEN", help="environment variable holding the access token")
     p.add_argument("--token-stdin", action="store_true", help="read the access token from standard input")
     p.add_argument("--language", choices=("en", "de"), default=None, help="language of the messages")
@@ -445,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("job_id", type=int)
     p.add_argument("--force", action="store_true", help="link even if the job is not in the cached feed")
+    p.add_argument("--phase", default=None, help="Personio phase for this project's candidates (overrides the connection's): system:offer, custom:42, …")
 
     p = add("links", cmd_links, "list a connection's project → job links and their flags", json_flag=True)
     p.add_argument("account")
@@ -476,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("rotate-keys", cmd_rotate_keys, "re-encrypt every stored token under the newest key", json_flag=True)
 
+    p = add("forget", cmd_forget, "erase one person's data everywhere this system holds it (database, queues, dead letters, events)", json_flag=True)
+    p.add_argument("email", help="the person's email address")
+
+    p = add("purge", cmd_purge, "run the retention purge now (beat runs it hourly): document bytes, then uploads past PERSONIO_SYNC_RETENTION_DAYS", json_flag=True)
+    p.add_argument("--max-batches", type=int, default=1_000_000, help="stop after this many batches of 500")
+
     p = add("sandbox", cmd_sandbox, "run the Personio stand-in alone")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -486,7 +553,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _setup_logging()
     return int(args.handler(args) or 0)
+
+
+def _setup_logging() -> None:
+    """The CLI's own log records: redacted, JSON when PERSONIO_SYNC_LOG_FORMAT=json (worker/logs.py)."""
+    try:
+        settings = load_settings()
+    except ConfigError:
+        return  # the command reports the configuration problem itself
+    from worker.logs import setup_cli_logging
+
+    setup_cli_logging(settings)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ class Health(enum.StrEnum):
     FEED_DISABLED = "feed_disabled"
     FEED_UNREACHABLE = "feed_unreachable"
     RATE_LIMITED = "rate_limited"
+    # Rate-limited without a break for longer than PERSONIO_SYNC_RATE_LIMITED_ALERT_AFTER.
+    RATE_LIMITED_SUSTAINED = "rate_limited_sustained"
     CHANNEL_INVALID = "channel_invalid"
 
 
@@ -49,6 +51,10 @@ class Connection(Base):
     jobs_domain: Mapped[str] = mapped_column(String(253))
     channel_id: Mapped[int | None] = mapped_column(BigInteger)
     feed_language: Mapped[str] = mapped_column(String(2), default="de")
+    # The Personio phase applications land in unless the link or the request says otherwise:
+    # {"type": "system"|"custom", "id": …} as personio.phases.canonical_phase gives it; None:
+    # Personio's initial phase for the job's category.
+    phase: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     health: Mapped[Health] = mapped_column(StrEnumType(Health), default=Health.UNCHECKED)
     health_reason: Mapped[str | None] = mapped_column(String(128))
@@ -56,6 +62,8 @@ class Connection(Base):
     health_changed_at: Mapped[datetime | None]
     credentials_ok_at: Mapped[datetime | None]
     channel_invalid_at: Mapped[datetime | None]
+    # The first 429 of the current run of 429s; cleared when Personio answers anything else.
+    rate_limited_since: Mapped[datetime | None]
 
     feed_etag: Mapped[str | None] = mapped_column(String(256))
     feed_last_modified: Mapped[str | None] = mapped_column(String(64))
@@ -96,6 +104,8 @@ class Job(Base):
     occupation_category: Mapped[str | None] = mapped_column(String(256))
     subcompany: Mapped[str | None] = mapped_column(String(256))
     salary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The names of the feed's <jobDescription> sections, in feed order (None: cached before 0006).
+    sections: Mapped[list[str] | None] = mapped_column(JSON)
     personio_created_at: Mapped[datetime | None]
     published: Mapped[bool] = mapped_column(Boolean, default=True)
     unpublished_at: Mapped[datetime | None]
@@ -115,6 +125,9 @@ class ProjectLink(Base):
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[str] = mapped_column(String(128))
     job_position_id: Mapped[int] = mapped_column(BigInteger)
+    # This project's Personio phase (canonical form, see Connection.phase); overrides the
+    # connection's, is overridden by a request's; None: the connection's.
+    phase: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Set when the job left the feed, so the main app can ask for a new link.
     flag: Mapped[str | None] = mapped_column(String(64))
     flagged_at: Mapped[datetime | None]

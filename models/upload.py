@@ -31,10 +31,11 @@ class UploadState(enum.StrEnum):
     ALREADY_IN_PERSONIO = "already_in_personio"
     REJECTED = "rejected"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its backfill was cancelled before it started
 
 
 TERMINAL_STATES = frozenset(
-    {UploadState.SUBMITTED, UploadState.ALREADY_IN_PERSONIO, UploadState.REJECTED, UploadState.FAILED}
+    {UploadState.SUBMITTED, UploadState.ALREADY_IN_PERSONIO, UploadState.REJECTED, UploadState.FAILED, UploadState.CANCELLED}
 )
 
 
@@ -55,6 +56,10 @@ class Upload(Base):
     __table_args__ = (
         Index("ix_uploads_dispatch", "state", "connection_id", "priority", "next_attempt_at"),
         Index("ix_uploads_lease", "state", "lease_until"),
+        # One backfill's due uploads in order (round-robin between backfills, pause, cancel).
+        Index("ix_uploads_backfill_dispatch", "backfill_id", "state", "next_attempt_at"),
+        # The retention task's scan: terminal uploads not purged yet, oldest first.
+        Index("ix_uploads_retention", "purged_at", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -68,6 +73,11 @@ class Upload(Base):
     candidate: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority: Mapped[Priority] = mapped_column(StrEnumType(Priority), default=Priority.INTERACTIVE)
     backfill_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The request's own submission options (not personal data, kept after retention): its
+    # Personio phase (canonical form, see Connection.phase; None: the link's or connection's)
+    # and the external posting id of a multiposting job board.
+    phase: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    external_posting_id: Mapped[str | None] = mapped_column(String(255))
 
     state: Mapped[UploadState] = mapped_column(StrEnumType(UploadState), default=UploadState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # transient failures so far
@@ -90,6 +100,8 @@ class Upload(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+    # When the retention period reduced this upload to ids, hashes and outcomes (services.retention).
+    purged_at: Mapped[datetime | None]
 
     documents: Mapped[list[UploadDocument]] = relationship(
         back_populates="upload", cascade="all, delete-orphan", order_by="UploadDocument.position"

@@ -28,6 +28,7 @@ from sandbox.rules import (
     MIMETYPES,
     error_body,
     field_error_body,
+    filed_phase,
     generic_error,
     validate_application,
 )
@@ -225,7 +226,9 @@ class ApiHandlers(FramedRequestHandler):
         )
         if errors:
             return _Reply(400, errors.body())
-        record = self.state.commit_application(company.company_id, payload["job_position_id"], payload)
+        record = self.state.commit_application(
+            company.company_id, payload["job_position_id"], payload, filed_phase(payload, company)
+        )
         if record is None:
             return _Reply(
                 400,

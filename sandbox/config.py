@@ -27,6 +27,7 @@ are the dataclass field names, everything except the ids/names is optional)::
           "public_api_enabled": true,
           "feed_mode": "xml",         # xml | html | redirect | not_found | truncated | server_error
           "custom_attributes": ["custom_attribute_1"],
+          "custom_phases": [7],
           "jobs": [
             {
               "id": 1000001,
@@ -139,6 +140,9 @@ class CompanyConfig:
     public_api_enabled: bool = True
     feed_mode: str = "xml"
     custom_attributes: list[str] = field(default_factory=list)
+    # Ids of the company's custom application phases; an application with another custom
+    # phase is filed under "unassigned", as Personio does.
+    custom_phases: list[int] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompanyConfig:
@@ -164,6 +168,8 @@ class CompanyConfig:
             )
         if any(not isinstance(c, int) or isinstance(c, bool) for c in self.channel_ids):
             raise ConfigError(f"company {self.company_id}: channel_ids must be integers")
+        if any(not isinstance(p, int) or isinstance(p, bool) for p in self.custom_phases):
+            raise ConfigError(f"company {self.company_id}: custom_phases must be integers")
         job_ids = [job.id for job in self.jobs]
         if len(job_ids) != len(set(job_ids)):
             raise ConfigError(f"company {self.company_id}: duplicate job ids")

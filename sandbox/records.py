@@ -33,6 +33,11 @@ class ApplicationRecord(TypedDict):
     first_name: str
     last_name: str
     recruiting_channel_id: int | None
+    external_posting_id: str | None
+    # The phase as sent, and where Personio filed the application: the same, "unassigned" for
+    # an unknown custom phase, None (the category's initial phase) when none was sent.
+    phase: dict[str, Any] | None
+    filed_phase: dict[str, Any] | None
     file_uuids: list[str]
     payload: dict[str, Any]
     created_at: str

@@ -50,7 +50,9 @@ SYSTEM_PHASES = ("unassigned", "rejected", "withdrawn", "offer", "accepted")
 FILE_CATEGORIES = ("cv", "cover-letter", "employment-reference", "certificate", "work-sample", "other")
 SYSTEM_ATTRIBUTES = ("birthday", "gender", "location", "phone", "available_from", "salary_expectations")
 GENDER_OPTIONS = ("male", "female", "diverse", "undefined")
-DATE_ATTRIBUTES = ("birthday", "available_from")
+# available_from is free text or a date ("As soon as possible" is Personio's own example), so
+# only birthday must be an ISO 8601 local date.
+DATE_ATTRIBUTES = ("birthday",)
 FIELD_ERROR_TYPE = "com.personio.recruiting.publicapi.validation.FieldError"
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -218,7 +220,22 @@ def _check_phase(payload: dict[str, Any], errors: FieldErrors) -> None:
             errors.add("phase", "errors.phase-validation.invalid-system-phase", id=phase["id"])
     elif phase["type"] != "custom":
         errors.add("phase", "errors.phase-validation.invalid-system-phase", type=phase["type"])
-    # Unknown custom phases are accepted: Personio files them under "unassigned".
+    elif not _is_int(phase["id"]):
+        # "For custom phases this is an integer" (OpenAPI); the stand-in is strict about it
+        # so a client that sends "42" is caught here, not in production.
+        errors.add("phase", "errors.attribute-validation.invalid-type", expected="integer")
+    # Unknown custom phases are accepted: Personio files them under "unassigned" (filed_phase).
+
+
+def filed_phase(payload: dict[str, Any], company: CompanyConfig) -> dict[str, Any] | None:
+    """The phase Personio files a valid application under: the one sent, "unassigned" for a
+    custom phase the company does not have, None (the category's initial phase) without one."""
+    phase = payload.get("phase")
+    if not isinstance(phase, dict):
+        return None
+    if phase.get("type") == "custom" and phase.get("id") not in company.custom_phases:
+        return {"type": "system", "id": "unassigned"}
+    return {"type": phase.get("type"), "id": phase.get("id")}
 
 
 def _check_tags(payload: dict[str, Any], errors: FieldErrors) -> None:

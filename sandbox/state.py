@@ -266,7 +266,11 @@ class SandboxState:
         return record is not None and record["company_id"] == company_id
 
     def commit_application(
-        self, company_id: int, job_position_id: int, payload: dict[str, Any]
+        self,
+        company_id: int,
+        job_position_id: int,
+        payload: dict[str, Any],
+        filed_phase: dict[str, Any] | None = None,
     ) -> ApplicationRecord | None:
         """Insert an application unless (company, job, email) already applied.
 
@@ -290,6 +294,9 @@ class SandboxState:
                 "first_name": str(payload.get("first_name", "")),
                 "last_name": str(payload.get("last_name", "")),
                 "recruiting_channel_id": payload.get("recruiting_channel_id"),
+                "external_posting_id": payload.get("external_posting_id"),
+                "phase": copy.deepcopy(payload.get("phase")),
+                "filed_phase": filed_phase,
                 "file_uuids": [str(f.get("uuid")) for f in payload.get("files") or []],
                 "payload": copy.deepcopy(payload),
                 "created_at": _iso(now),

@@ -22,6 +22,7 @@ from models.db import end_transaction
 from personio.client import PersonioClient, PersonioCredentials
 from personio.domain import FEED_LANGUAGES, InvalidJobsDomain, feed_url, normalise_jobs_domain
 from personio.feed import FeedDisabled, FeedError, FeedInvalid, FeedJobs, fetch_feed
+from personio.phases import Phase, PhaseInvalid, parse_phase
 from services.connections import ConnectionView, describe_connection, find_connection, set_health
 from services.context import RateLimiter
 from services.events import EventPublisher
@@ -41,6 +42,9 @@ class ConnectRequest:
     domain: str
     channel_id: str | None = None
     feed_language: str = "de"
+    # The Personio phase new applications land in, as an admin types it ("system:offer",
+    # "custom:42"); None or "": Personio's initial phase for the job's category.
+    phase: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,12 @@ def connect_account(
     language = (request.feed_language or "de").lower()
     if language not in FEED_LANGUAGES:
         checks.append(_check("feed_language", False, "connect.feed_language", value=repr(request.feed_language)))
+    phase: Phase | None = None
+    if request.phase not in (None, ""):
+        try:
+            phase = parse_phase(request.phase or "")
+        except PhaseInvalid as error:
+            checks.append(_check("phase", False, "connect.phase", value=repr(request.phase)[:90], detail=error.fix))
     if checks:
         return ConnectReport(saved=False, checks=checks)
     assert company_id is not None and domain is not None
@@ -146,6 +156,7 @@ def connect_account(
     connection.jobs_domain = domain
     connection.channel_id = channel_id
     connection.feed_language = language
+    connection.phase = dict(phase) if phase is not None else None
     connection.updated_at = now
     session.flush()
     if fetched_jobs is not None:

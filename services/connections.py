@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import HOLDING_HEALTH, Connection, Health, Job, ProjectLink, Upload, UploadState
+from personio.feed import UNREACHABLE_CODES
+from personio.phases import Phase, describe_phase
 from services.events import EventPublisher
-from services.messages import render_both
+from services.messages import moment, render_both
 from services.uploads import transition
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,8 @@ log = logging.getLogger(__name__)
 HEALTH_PRECEDENCE = (
     Health.INVALID_CREDENTIALS,
     Health.RECRUITING_DISABLED,
+    # Nothing reaches Personio, though the connection itself is fine: above the feed and channel.
+    Health.RATE_LIMITED_SUSTAINED,
     Health.FEED_DISABLED,
     Health.CHANNEL_INVALID,
     Health.FEED_UNREACHABLE,
@@ -43,6 +48,7 @@ def health_message(connection: Connection) -> dict[str, str]:
         domain=connection.jobs_domain,
         channel_id=connection.channel_id,
         detail=connection.feed_error or connection.health_reason,
+        since=moment(connection.rate_limited_since) if connection.rate_limited_since else None,
     )
 
 
@@ -54,6 +60,7 @@ class ConnectionView(TypedDict):
     jobs_domain: str
     channel_id: int | None
     feed_language: str
+    phase: str | None  # the connection's default Personio phase ("system:offer", "custom:42"), None: Personio's initial phase
     health: str
     health_reason: str | None
     health_checked_at: str | None
@@ -62,6 +69,19 @@ class ConnectionView(TypedDict):
     feed_fetched_at: str | None
     feed_skipped: int | None  # invalid positions left out of the last applied feed
     feed_status: str | None  # the feed error code, "n positions skipped", "ok", or None before the first fetch
+    feed_message: dict[str, str] | None  # the same for the admin, by language
+
+
+def feed_message(connection: Connection) -> dict[str, str] | None:
+    """The jobs feed's state for the admin, by language (None before the first fetch)."""
+    error = connection.feed_error
+    if error is not None:
+        code = "health.feed_unreachable" if error in UNREACHABLE_CODES else "health.feed_disabled" if error in _FEED_OFF else "health.feed_invalid"
+        return render_both(code, domain=connection.jobs_domain, detail=error)
+    if connection.feed_skipped:
+        code = "feed.position_skipped" if connection.feed_skipped == 1 else "feed.positions_skipped"
+        return render_both(code, count=connection.feed_skipped, domain=connection.jobs_domain)
+    return None if connection.feed_fetched_at is None else render_both("feed.ok", domain=connection.jobs_domain)
 
 
 def feed_status(connection: Connection) -> str | None:
@@ -82,6 +102,7 @@ def describe_connection(connection: Connection) -> ConnectionView:
         "jobs_domain": connection.jobs_domain,
         "channel_id": connection.channel_id,
         "feed_language": connection.feed_language,
+        "phase": describe_phase(connection.phase),
         "health": connection.health.value,
         "health_reason": connection.health_reason,
         "health_checked_at": connection.health_checked_at.isoformat() if connection.health_checked_at else None,
@@ -90,6 +111,7 @@ def describe_connection(connection: Connection) -> ConnectionView:
         "feed_fetched_at": connection.feed_fetched_at.isoformat() if connection.feed_fetched_at else None,
         "feed_skipped": connection.feed_skipped,
         "feed_status": feed_status(connection),
+        "feed_message": feed_message(connection),
     }
 
 
@@ -102,8 +124,12 @@ def set_health(
     now: datetime,
     events: EventPublisher,
     only_if_healthy: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Record a health observation; publish an event and resume held uploads when it changes."""
+    """Record a health observation; publish an event and resume held uploads when it changes.
+
+    ``extra`` adds fields to the event (allowed ones only, see ``services.events``).
+    """
     if only_if_healthy and connection.health not in (Health.HEALTHY, Health.UNCHECKED):
         return False
     connection.health_checked_at = now
@@ -129,6 +155,7 @@ def set_health(
             "message_de": message["de"],
             "resumed_uploads": resumed,
             "at": now.isoformat(),
+            **(extra or {}),
         }
     )
     session.flush()  # the caller commits (see services)
@@ -173,8 +200,21 @@ def record_channel_invalid(session: Session, connection: Connection, *, now: dat
         set_health(session, connection, Health.CHANNEL_INVALID, "errors.posting-validation.channel-not-found", now=now, events=events)
 
 
-def link_project(session: Session, connection: Connection, project_id: str, job_position_id: int, *, now: datetime, require_cached: bool) -> ProjectLink:
-    """Link a sourcing project to a Personio job (replacing an earlier link)."""
+def link_project(
+    session: Session,
+    connection: Connection,
+    project_id: str,
+    job_position_id: int,
+    *,
+    now: datetime,
+    require_cached: bool,
+    phase: Phase | None = None,
+) -> ProjectLink:
+    """Link a sourcing project to a Personio job (replacing an earlier link, its phase included).
+
+    ``phase`` (from ``personio.phases.parse_phase``) is where this project's candidates land in
+    Personio unless a request says otherwise; None: the connection's phase.
+    """
     if require_cached:
         job = session.scalar(select(Job).where(Job.connection_id == connection.id, Job.job_position_id == job_position_id))
         if job is None:
@@ -191,6 +231,7 @@ def link_project(session: Session, connection: Connection, project_id: str, job_
     else:
         link.job_position_id = job_position_id
         link.updated_at = now
+    link.phase = dict(phase) if phase is not None else None
     link.flag = None
     link.flagged_at = None
     session.flush()
@@ -204,6 +245,7 @@ def list_links(session: Session, connection: Connection) -> list[dict[str, objec
         {
             "project_id": link.project_id,
             "job_position_id": link.job_position_id,
+            "phase": describe_phase(link.phase),
             "flag": link.flag,
             "flagged_at": link.flagged_at.isoformat() if link.flagged_at else None,
         }

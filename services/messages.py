@@ -9,6 +9,7 @@ left out rather than raising, so a message can always be shown.
 from __future__ import annotations
 
 import string
+from datetime import UTC, datetime
 from typing import Any
 
 LANGUAGES = ("en", "de")
@@ -19,6 +20,8 @@ _MENU_FEED_EN = "Personio → Settings → Recruiting → Career page → Activa
 _MENU_FEED_DE = "Personio → Einstellungen → Recruiting → Karriereseite → Aktivierungen → XML-Schnittstelle aktivieren"
 _MENU_CHANNEL_EN = "Personio → Settings → Recruiting → Channels"
 _MENU_CHANNEL_DE = "Personio → Einstellungen → Recruiting → Kanäle"
+_MENU_PHASES_EN = "Personio → Settings → Recruiting → Phases"
+_MENU_PHASES_DE = "Personio → Einstellungen → Recruiting → Phasen"
 
 MESSAGES: dict[str, tuple[str, str]] = {
     # Outcomes
@@ -42,9 +45,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio could not be reached after {attempts} attempts; the upload was given up. Please try again later.",
         "Personio war nach {attempts} Versuchen nicht erreichbar; der Upload wurde abgebrochen. Bitte später erneut versuchen.",
     ),
+    "personio-sync.backfill-cancelled": (
+        "The backfill this upload belonged to was cancelled before the upload started; nothing of it was sent to Personio. Upload the candidate again if it is still wanted.",
+        "Der Backfill, zu dem dieser Upload gehörte, wurde abgebrochen, bevor der Upload begann; davon wurde nichts an Personio gesendet. Den Kandidaten bei Bedarf erneut hochladen.",
+    ),
     "personio-sync.intake-failed": (
         "The upload request could not be recorded because of an internal error; nothing was sent to Personio. Please upload the candidate again; if it keeps failing, tell the operators.",
         "Die Upload-Anfrage konnte wegen eines internen Fehlers nicht erfasst werden; an Personio wurde nichts gesendet. Bitte den Kandidaten erneut hochladen; tritt der Fehler wieder auf, bitte den Betrieb informieren.",
+    ),
+    "personio-sync.forgotten": (
+        "The candidate's data was erased on request (personio-sync forget) before the upload finished; it was stopped. Anything already in Personio stays there and has to be erased in Personio.",
+        "Die Daten des Kandidaten wurden auf Anfrage gelöscht (personio-sync forget), bevor der Upload abgeschlossen war; er wurde gestoppt. Was schon in Personio ist, bleibt dort und muss in Personio gelöscht werden.",
     ),
     # Our own checks
     "personio-sync.invalid-request": (
@@ -105,8 +116,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Das Bewerbungsdatum liegt in der Zukunft; das lässt Personio nicht zu.",
     ),
     "errors.phase-validation.invalid-system-phase": (
-        "Personio does not support the requested application phase.",
-        "Personio unterstützt die angegebene Bewerbungsphase nicht.",
+        "Personio does not support the requested application phase. Check the phase of the upload request, the project link or "
+        "the connection: a system phase is one of unassigned, rejected, withdrawn, offer, accepted; a custom phase is a number "
+        "from {menu_phases_en}.",
+        "Personio unterstützt die angegebene Bewerbungsphase nicht. Bitte die Phase der Upload-Anfrage, der Projekt-Verknüpfung "
+        "oder der Verbindung prüfen: Eine Systemphase ist unassigned, rejected, withdrawn, offer oder accepted; eine eigene Phase "
+        "ist eine Nummer aus {menu_phases_de}.",
     ),
     "errors.file-validation.file-not-exists": (
         "Personio could not find the uploaded documents of this candidate, even after they were uploaded again; nothing was created. Please upload the candidate again; if it keeps failing, tell the operators.{said}",
@@ -148,6 +163,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio did not accept the company ID and access token. An admin should copy both again from {menu_api_en}.",
         "Personio hat Unternehmens-ID und Zugriffs-Token nicht akzeptiert. Ein Admin sollte beide erneut aus {menu_api_de} kopieren.",
     ),
+    "personio.rate_limited_sustained": (
+        "Personio has answered every request of this company with 'too many requests' for longer than the alert threshold; uploads wait for Personio's limit.",
+        "Personio beantwortet jede Anfrage dieses Unternehmens länger als die Alarmschwelle mit „zu viele Anfragen“; Uploads warten auf Personios Anfragegrenze.",
+    ),
     "personio.rate_limited": (
         "Personio's limit of requests per minute for this company was reached; the upload continues automatically.",
         "Personios Grenze an Anfragen pro Minute für dieses Unternehmen wurde erreicht; der Upload wird automatisch fortgesetzt.",
@@ -180,6 +199,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio refused the request ({status}).{said}",
         "Personio hat die Anfrage ({status}) abgelehnt.{said}",
     ),
+    "personio-sync.waiting-rate-limit": (
+        "Waiting for Personio's limit: Personio has answered every request of this company with 'too many requests' since {since}. The upload is kept and continues by itself as soon as Personio accepts requests again; nothing needs to be sent again.",
+        "Wartet auf Personios Anfragegrenze: Personio beantwortet seit {since} jede Anfrage dieses Unternehmens mit „zu viele Anfragen“. Der Upload bleibt erhalten und geht von selbst weiter, sobald Personio wieder Anfragen annimmt; nichts muss erneut gesendet werden.",
+    ),
     "personio-sync.held": (
         "The upload waits until the Personio connection works again: {health}",
         "Der Upload wartet, bis die Personio-Verbindung wieder funktioniert: {health}",
@@ -204,6 +227,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "connect.feed_language": (
         "The feed language must be one of de, en, fr, es, nl, it, pt (got {value}).",
         "Die Feed-Sprache muss de, en, fr, es, nl, it oder pt sein (angegeben: {value}).",
+    ),
+    "connect.phase": (
+        "The phase must be a system phase (system:unassigned, system:rejected, system:withdrawn, system:offer, system:accepted) "
+        "or custom:<number> with the number of a custom phase from {menu_phases_en}, e.g. custom:42; leave it empty for the "
+        "initial phase of the job's category (got {value}).",
+        "Die Phase muss eine Systemphase (system:unassigned, system:rejected, system:withdrawn, system:offer, system:accepted) "
+        "oder custom:<Nummer> mit der Nummer einer eigenen Phase aus {menu_phases_de} sein, z. B. custom:42; leer lassen für die "
+        "Anfangsphase der Kategorie der Stelle (angegeben: {value}).",
     ),
     "connect.credentials_ok": (
         "Company ID and access token work.",
@@ -237,6 +268,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{value} is not a Personio jobs page; it must end in .jobs.personio.de or .jobs.personio.com (Personio → Settings → Recruiting → Career page).",
         "{value} ist keine Personio-Karriereseite; sie muss auf .jobs.personio.de oder .jobs.personio.com enden (Personio → Einstellungen → Recruiting → Karriereseite).",
     ),
+    # The jobs feed, for the admin (besides the health texts for a feed that fails)
+    "feed.ok": (
+        "The jobs feed of {domain} works; every position in it is used.",
+        "Der Stellen-Feed von {domain} funktioniert; alle Stellen darin werden übernommen.",
+    ),
+    "feed.position_skipped": (
+        "The jobs feed of {domain} works, but 1 position in it was skipped (no ID, an invalid ID, no name or an ID used twice); the other jobs are up to date.",
+        "Der Stellen-Feed von {domain} funktioniert, aber 1 Stelle darin wurde übersprungen (keine ID, eine ungültige ID, kein Name oder eine doppelte ID); die übrigen Stellen sind aktuell.",
+    ),
+    "feed.positions_skipped": (
+        "The jobs feed of {domain} works, but {count} positions in it were skipped (no ID, an invalid ID, no name or an ID used twice); the other jobs are up to date.",
+        "Der Stellen-Feed von {domain} funktioniert, aber {count} Stellen darin wurden übersprungen (keine ID, eine ungültige ID, kein Name oder eine doppelte ID); die übrigen Stellen sind aktuell.",
+    ),
     # Connection health, for the admin
     "health.healthy": ("The connection works.", "Die Verbindung funktioniert."),
     "health.unchecked": ("The connection has not been checked yet.", "Die Verbindung wurde noch nicht geprüft."),
@@ -264,6 +308,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Personio's request limit for this company is reached; work continues automatically after the lock-out.",
         "Personios Anfragegrenze für dieses Unternehmen ist erreicht; es geht nach der Sperre automatisch weiter.",
     ),
+    "health.rate_limited_sustained": (
+        "Personio has refused every request of this company with 'too many requests' (429) since {since}. Uploads wait and continue by itself when Personio accepts requests again. Another integration may be using up the company's API budget: ask the company's Personio admin which integrations use {menu_api_en}.",
+        "Personio lehnt seit {since} jede Anfrage dieses Unternehmens mit „zu viele Anfragen“ (429) ab. Uploads warten und gehen von selbst weiter, sobald Personio wieder Anfragen annimmt. Möglicherweise verbraucht eine andere Integration das API-Kontingent des Unternehmens: bitte den Personio-Admin des Unternehmens fragen, welche Integrationen {menu_api_de} nutzen.",
+    ),
     "health.channel_invalid": (
         "Personio does not know channel ID {channel_id}. Candidates are uploaded without channel attribution until an admin enters the right ID from {menu_channel_en}.",
         "Personio kennt die Channel-ID {channel_id} nicht. Kandidaten werden ohne Kanal-Zuordnung hochgeladen, bis ein Admin die richtige ID aus {menu_channel_de} einträgt.",
@@ -277,6 +325,8 @@ _DEFAULTS = {
     "menu_feed_de": _MENU_FEED_DE,
     "menu_channel_en": _MENU_CHANNEL_EN,
     "menu_channel_de": _MENU_CHANNEL_DE,
+    "menu_phases_en": _MENU_PHASES_EN,
+    "menu_phases_de": _MENU_PHASES_DE,
 }
 
 _FALLBACK = (
@@ -299,6 +349,11 @@ def personio_said(detail: str | None) -> dict[str, str] | None:
     if not detail:
         return None
     return {"en": f" Personio's explanation: “{detail}”", "de": f" Erläuterung von Personio: „{detail}“"}
+
+
+def moment(at: datetime) -> str:
+    """A point in time as recruiters read it in either language: 2026-11-29 17:02 UTC."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def render(code: str, language: str, **params: Any) -> str:

@@ -25,12 +25,15 @@ download (``models.db.end_transaction``): on SQLite every transaction holds the 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
 import mimetypes
 import re
+import time
 import uuid as uuid_module
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, cast
@@ -42,6 +45,7 @@ from sqlalchemy.orm import Session
 from models import (
     HOLDING_HEALTH,
     ApplicationClaim,
+    BackfillState,
     Connection,
     Health,
     Job,
@@ -60,10 +64,13 @@ from personio.errors import (
     PersonioTransportError,
     PersonioUnauthorized,
 )
+from services.backfill import CANCEL_REASON, backfill_gate
 from services.connections import health_message, record_channel_invalid, set_health
 from services.context import SyncDeps
 from services.documents import DocumentFetchError
+from services.health import observe_personio_answered, observe_rate_limited
 from services.messages import personio_said, render, render_both
+from services.retention import claim_keys
 from services.schemas import format_size
 from services.uploads import finish, outcome_event, transition
 
@@ -180,6 +187,7 @@ def _step(session: Session, deps: SyncDeps, upload: Upload) -> StepResult:
             raise _Finish(UploadState.REJECTED, "personio-sync.connection-not-found", field="account_id")
         if connection.health in HOLDING_HEALTH:
             raise _Hold()
+        _check_backfill(session, deps, upload)
         job_id = _resolve_job(session, deps, upload, connection)
         _claim_application(session, deps, upload, connection, job_id)
         _upload_documents(session, deps, upload, connection)
@@ -188,12 +196,13 @@ def _step(session: Session, deps: SyncDeps, upload: Upload) -> StepResult:
         _ensure_ours(session, upload)
         finish(upload, done.state, deps.clock(), reason_code=done.reason_code, field=done.field, status=done.status, **done.params)
         deps.events.publish(outcome_event(upload))  # commits with the outcome (outbox)
+        if done.status is not None and connection is not None:
+            # Personio answered (not with 429): a run of 429s, if any, is over.
+            observe_personio_answered(session, connection, now=deps.clock(), events=deps.events)
         session.commit()
-        if done.state == UploadState.SUBMITTED and connection is not None and connection.health == Health.RATE_LIMITED:
-            # Personio accepts requests again: the lock-out is over.
-            set_health(session, connection, Health.HEALTHY, None, now=deps.clock(), events=deps.events)
-            session.commit()  # recovery point: the upload step commits itself (see services)
-        log.info("upload %s finished: %s (%s)", upload.request_id, upload.state.value, upload.reason_code)
+        log.info("upload %s finished: %s (%s)", upload.request_id, upload.state.value, upload.reason_code,
+                 extra={"request_id": upload.request_id, "account_id": upload.account_id, "upload_id": upload.id,
+                        "outcome": upload.state.value, "reason_code": upload.reason_code})
         return StepResult(StepOutcome.FINISHED, upload.connection_id, upload.state)
     except _Park as park:
         return _park(session, deps, upload, park)
@@ -240,6 +249,20 @@ def _hold(session: Session, deps: SyncDeps, upload: Upload, connection: Connecti
     return StepResult(StepOutcome.HELD, upload.connection_id, upload.state)
 
 
+def _check_backfill(session: Session, deps: SyncDeps, upload: Upload) -> None:
+    """A claimed upload whose backfill was paused or cancelled meanwhile does not start.
+
+    Paused: back in line (it keeps its place) until the backfill resumes. Cancelled: it ends
+    ``cancelled``. An upload that already began at Personio finishes either way, so no
+    uploaded document is left without its application.
+    """
+    gate = backfill_gate(session, upload)
+    if gate == BackfillState.CANCELLED:
+        raise _Finish(UploadState.CANCELLED, CANCEL_REASON)
+    if gate == BackfillState.PAUSED:
+        raise _Park(deps.policy.lockout, "backfill paused", keep_place=True)
+
+
 def _resolve_job(session: Session, deps: SyncDeps, upload: Upload, connection: Connection) -> int:
     link = session.scalar(
         select(ProjectLink).where(ProjectLink.connection_id == connection.id, ProjectLink.project_id == upload.project_id)
@@ -280,9 +303,10 @@ def _claim_application(session: Session, deps: SyncDeps, upload: Upload, connect
     where = (
         ApplicationClaim.connection_id == connection.id,
         ApplicationClaim.job_position_id == job_id,
-        ApplicationClaim.email_normalized == email,
+        # A claim whose upload was purged holds a digest of the address (services.retention).
+        ApplicationClaim.email_normalized.in_(claim_keys(email, deps.email_digests)),
     )
-    claim = session.scalar(select(ApplicationClaim).where(*where))
+    claim = session.scalar(select(ApplicationClaim).where(*where).order_by(ApplicationClaim.id))
     if claim is None:
         try:
             with session.begin_nested():
@@ -296,7 +320,7 @@ def _claim_application(session: Session, deps: SyncDeps, upload: Upload, connect
     if claim.upload_id == upload.id:
         return
     other = session.get(Upload, claim.upload_id)
-    if other is None or other.state in (UploadState.REJECTED, UploadState.FAILED):
+    if other is None or other.state in (UploadState.REJECTED, UploadState.FAILED, UploadState.CANCELLED):
         claim.upload_id = upload.id
         _commit(session, upload)
         return
@@ -306,11 +330,39 @@ def _claim_application(session: Session, deps: SyncDeps, upload: Upload, connect
     raise _Park(max(deps.policy.lockout / 4, 1.0), "an earlier upload of this candidate for this job is in progress")
 
 
-def _take_token(deps: SyncDeps, connection: Connection, endpoint: str) -> None:
+def _take_token(deps: SyncDeps, connection: Connection, endpoint: str) -> float:
+    """Take a slot of the company's budget or park; returns when (monotonic) the slot was taken."""
     company = str(connection.company_id)
     acquisition = deps.limiter.try_acquire(company, endpoint if deps.policy.per_endpoint_budget else "recruiting")
     if not acquisition.granted:
         raise _Park(acquisition.wait, "waiting for the company's Personio rate budget", keep_place=not acquisition.locked_out)
+    return time.monotonic()
+
+
+@contextlib.contextmanager
+def _answer_time(deps: SyncDeps, connection: Connection, endpoint: str, slot_taken: float) -> Iterator[None]:
+    """Report Personio's answer time (slot taken → answer) for the in-flight cap and the limiter's margin.
+
+    A refusal is an answer too; a transport failure (timeout, reset) is not: it would stretch
+    the spread by the timeout.
+    """
+    try:
+        yield
+    except PersonioTransportError:
+        raise
+    except PersonioError:
+        _record_answer_time(deps, connection, endpoint, slot_taken)
+        raise
+    _record_answer_time(deps, connection, endpoint, slot_taken)
+
+
+def _record_answer_time(deps: SyncDeps, connection: Connection, endpoint: str, slot_taken: float) -> None:
+    if deps.latency is None:
+        return
+    try:
+        deps.latency.record(str(connection.company_id), endpoint, time.monotonic() - slot_taken)
+    except Exception as exc:  # noqa: BLE001 - statistics must never fail an upload
+        log.warning("connection %s: answer time not recorded (%s)", connection.id, type(exc).__name__)
 
 
 def _extend_lease(session: Session, deps: SyncDeps, upload: Upload) -> None:
@@ -331,16 +383,18 @@ def _upload_documents(session: Session, deps: SyncDeps, upload: Upload, connecti
             document.uploaded_at = deps.clock()
             _commit(session, upload)
             continue
-        _take_token(deps, connection, "documents")
+        slot_taken = _take_token(deps, connection, "documents")
         _extend_lease(session, deps, upload)
         client = client or deps.clients(connection)
         mimetype = mimetypes.guess_type(document.filename)[0] or "application/octet-stream"
         try:
-            uploaded = client.upload_document(filename=document.filename, content=content, mimetype=mimetype)
+            with _answer_time(deps, connection, "documents", slot_taken):
+                uploaded = client.upload_document(filename=document.filename, content=content, mimetype=mimetype)
         except PersonioError as error:
             _handle_error(session, deps, upload, connection, error, filename=document.filename, document_field=f"candidate.documents.{document.position}")
         document.personio_uuid = uploaded.uuid
         document.uploaded_at = deps.clock()
+        observe_personio_answered(session, connection, now=deps.clock(), events=deps.events)  # a run of 429s is over
         _commit(session, upload)
         log.info("upload %s: document %d uploaded", upload.request_id, document.position)
 
@@ -372,7 +426,18 @@ def _document_content(session: Session, deps: SyncDeps, document: UploadDocument
     return content
 
 
-def build_application(upload: Upload, job_id: int, channel_id: int | None) -> dict[str, Any]:
+def submission_phase(upload: Upload, link: ProjectLink | None, connection: Connection) -> dict[str, Any] | None:
+    """The Personio phase to send: the request's, else the project link's, else the connection's.
+
+    None: no phase is sent, and Personio uses the initial phase of the job's category.
+    """
+    for phase in (upload.phase, link.phase if link is not None else None, connection.phase):
+        if phase:
+            return phase
+    return None
+
+
+def build_application(upload: Upload, job_id: int, channel_id: int | None, phase: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON body of POST /v1/recruiting/applications for this upload."""
     candidate = upload.candidate
     body: dict[str, Any] = {
@@ -383,6 +448,10 @@ def build_application(upload: Upload, job_id: int, channel_id: int | None) -> di
     }
     if channel_id is not None:
         body["recruiting_channel_id"] = channel_id
+    if upload.external_posting_id:
+        body["external_posting_id"] = upload.external_posting_id
+    if phase is not None:
+        body["phase"] = {"type": phase["type"], "id": phase["id"]}
     for key in ("message", "application_date"):
         if candidate.get(key):
             body[key] = candidate[key]
@@ -404,16 +473,19 @@ def build_application(upload: Upload, job_id: int, channel_id: int | None) -> di
 
 def _create_application(session: Session, deps: SyncDeps, upload: Upload, connection: Connection, job_id: int) -> None:
     client = deps.clients(connection)
+    link = session.scalar(select(ProjectLink).where(ProjectLink.connection_id == connection.id, ProjectLink.project_id == upload.project_id))
+    phase = submission_phase(upload, link, connection)
     while True:
         channel_id = connection.channel_id if connection.channel_invalid_at is None else None
         upload.channel_dropped = connection.channel_id is not None and channel_id is None
-        _take_token(deps, connection, "applications")
+        slot_taken = _take_token(deps, connection, "applications")
         earlier_unconfirmed = upload.application_unconfirmed
         upload.application_unconfirmed = True
         upload.application_attempts += 1
         _extend_lease(session, deps, upload)
         try:
-            client.create_application(build_application(upload, job_id, channel_id))
+            with _answer_time(deps, connection, "applications", slot_taken):
+                client.create_application(build_application(upload, job_id, channel_id, phase))
         except PersonioApplicantExists:
             upload.application_unconfirmed = False
             if earlier_unconfirmed:
@@ -463,8 +535,11 @@ def _handle_error(
     if isinstance(error, PersonioRateLimited):
         wait = error.retry_after if error.retry_after is not None else deps.policy.lockout
         deps.limiter.lock_out(str(connection.company_id), wait)
-        set_health(session, connection, Health.RATE_LIMITED, "personio.rate_limited", now=now, events=deps.events, only_if_healthy=True)
+        # A long run of 429s changes the health and what waiting uploads say; they keep waiting.
+        observe_rate_limited(session, connection, now=now, alert_after=deps.policy.rate_limited_alert_after, events=deps.events)
         raise _Park(wait + deps.rng.uniform(0, max(wait * 0.05, 0.05)), "Personio answered 429; company locked out")
+    if isinstance(error, (PersonioUnauthorized, PersonioFeatureDisabled)):
+        connection.rate_limited_since = None  # Personio answered: a run of 429s is over (refusals: see _step)
     if isinstance(error, PersonioUnauthorized):
         set_health(session, connection, Health.INVALID_CREDENTIALS, error.reason_code, now=now, events=deps.events)
         raise _Hold()

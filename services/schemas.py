@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -28,11 +29,14 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     pre_load,
     validate,
     validates,
     validates_schema,
 )
+
+from personio.phases import PHASE_TYPES, Phase, PhaseInvalid, canonical_phase
 
 PERSONIO_EXTENSIONS = frozenset(
     "pdf pptx xlsx docx doc xls ppt ods odt 7z gz rar zip bmp gif jpg png tif csv txt rtf mp4 3gp mov avi wmv".split()
@@ -45,6 +49,15 @@ MAX_DOCUMENTS = 10
 MAX_TAGS = 50
 MAX_URL_LENGTH = 2048
 MAX_EMAIL_LENGTH = 255
+MAX_ATTRIBUTE_LENGTH = 1000
+# Personio's own limit for available_from (OpenAPI, Applicant.available_from: maxLength 100);
+# it is free text ("As soon as possible") or a date.
+MAX_AVAILABLE_FROM_LENGTH = 100
+# Personio's limit for external_posting_id (OpenAPI, Applicant.external_posting_id: maxLength 255).
+MAX_EXTERNAL_POSTING_ID_LENGTH = 255
+# An attribute number longer than this is not sent as text (Python refuses to print ints of
+# more than 4300 digits; no attribute needs more than a few dozen).
+_MAX_NUMBER_BITS = 3000
 # At most this many refusals are listed; the rest are counted in one last line.
 MAX_ERRORS = 25
 # Deeper paths are cut to this many parts (followed by "…") in messages.
@@ -361,6 +374,10 @@ class CandidateSchema(_Contract):
     def _strip(self, data: Any, **_: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("email"), str):
             data = {**data, "email": data["email"].strip()}
+        if isinstance(data, dict) and isinstance(data.get("attributes"), dict):
+            # Personio takes every attribute value as text: a number or a boolean is sent as
+            # the text it stands for, so "custom_attribute_7": 5 arrives as "5".
+            data = {**data, "attributes": {key: _scalar_text(item) for key, item in data["attributes"].items()}}
         return data
 
     @validates("application_date")
@@ -386,9 +403,9 @@ class CandidateSchema(_Contract):
                     "or custom_attribute_<number> (the API name in Personio's attribute settings)."
                 ]
             elif not isinstance(item, str):
-                problems[key] = ["must be a string."]
-            elif len(item) > 1000:
-                problems[key] = ["must be at most 1000 characters."]
+                problems[key] = [_attribute_type_problem(item)]
+            elif len(item) > MAX_ATTRIBUTE_LENGTH:
+                problems[key] = [f"must be at most {MAX_ATTRIBUTE_LENGTH} characters."]
             elif key == "gender" and item not in GENDERS:
                 problems[key] = ["must be one of: " + ", ".join(GENDERS) + "."]
             elif key == "birthday":
@@ -398,12 +415,79 @@ class CandidateSchema(_Contract):
                 except ValidationError as exc:
                     problems[key] = [str(m) for m in exc.messages]
             elif key == "available_from":
-                try:
-                    _iso_date(item)
-                except ValidationError as exc:
-                    problems[key] = [str(m) for m in exc.messages]
+                problem = _available_from_problem(item)
+                if problem is not None:
+                    problems[key] = [problem]
         if problems:
             raise ValidationError(problems)
+
+
+def _scalar_text(value: Any) -> Any:
+    """A number or boolean as the text Personio should get; anything else unchanged.
+
+    Booleans as JSON spells them (true/false), integers in full, floats in their shortest
+    round-trip form. NaN, infinities and integers too long to print stay as they are, so the
+    validator refuses them with a reason.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= _MAX_NUMBER_BITS else value
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else value
+    return value
+
+
+def _attribute_type_problem(value: Any) -> str:
+    """Why an attribute value that is not text (after _scalar_text) cannot be sent."""
+    if value is None:
+        return "must not be null; leave the attribute out instead."
+    if isinstance(value, float):
+        return "must be a finite number (not NaN or infinity), or text."
+    if isinstance(value, int):
+        return "is a number too long to send; send it as text of at most 1000 characters."
+    if isinstance(value, list):
+        return "must be text, a number or true/false, not a list; Personio takes one value per attribute."
+    return "must be text, a number or true/false, not an object; Personio takes one value per attribute."
+
+
+def _available_from_problem(value: str) -> str | None:
+    """What is wrong with an available_from value, or None: free text or a date, as Personio takes it."""
+    if not value.strip():
+        return 'must not be empty; give a date (YYYY-MM-DD) or a text such as "As soon as possible".'
+    if len(value) > MAX_AVAILABLE_FROM_LENGTH:
+        return f"must be at most {MAX_AVAILABLE_FROM_LENGTH} characters (Personio's limit)."
+    if _CONTROL.search(value):
+        return "must be one line, without control characters such as line breaks or tabs."
+    if _ISO_DATE.fullmatch(value):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return 'is written as a date (YYYY-MM-DD) but no such day exists; give a real date or a text such as "As soon as possible".'
+    return None
+
+
+class PhaseSchema(_Contract):
+    """Personio's ``phase`` object: ``{"type": "system", "id": "offer"}`` or ``{"type": "custom", "id": 42}``."""
+
+    error_messages = {
+        "type": 'must be an object such as {"type": "system", "id": "offer"} or {"type": "custom", "id": 42}.',
+        "unknown": _UNKNOWN,
+    }
+    type = _Text(required=True, validate=_one_of(PHASE_TYPES))
+    id = _Raw(required=True)
+
+    @validates_schema(skip_on_field_errors=True)
+    def _id(self, data: dict[str, Any], **_: Any) -> None:
+        try:
+            canonical_phase(data["type"], data["id"])
+        except PhaseInvalid as error:
+            raise ValidationError(error.fix, error.part or "id") from None
+
+    @post_load
+    def _canonical(self, data: dict[str, Any], **_: Any) -> Phase:
+        # A custom id sent as "42" is sent to Personio as the integer it expects.
+        return canonical_phase(data["type"], data["id"])
 
 
 class UploadRequestSchema(_Contract):
@@ -412,6 +496,13 @@ class UploadRequestSchema(_Contract):
     project_id = _Text(required=True, validate=[_length(1, 128), _plain_id])
     priority = _Text(load_default="interactive", validate=_one_of(("interactive", "backfill")))
     candidate = _Nested(CandidateSchema, required=True)
+    # Where the application lands in Personio; overrides the project link's and the
+    # connection's phase. Absent or null: the link's, else the connection's, else Personio's own.
+    phase = _Nested(PhaseSchema, load_default=None)
+    external_posting_id = _Text(
+        load_default=None,
+        validate=[_length(0, MAX_EXTERNAL_POSTING_ID_LENGTH), _name, _plain_id],
+    )
 
 
 # ------------------------------------------------------------ error reports

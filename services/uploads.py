@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from models import (
     Connection,
     DocumentSource,
+    Health,
     Priority,
     Upload,
     UploadDocument,
@@ -28,7 +29,7 @@ from models import (
     UploadState,
 )
 from services.events import EventPublisher
-from services.messages import render_both
+from services.messages import moment, render_both
 from services.schemas import (
     IntakePolicy,
     UploadRequestInvalid,
@@ -81,6 +82,10 @@ def finish(
     upload.finished_at = now
     upload.lease_token = None
     upload.lease_until = None
+    # Personio has the documents now, or never gets them: their bytes are not kept. (Not
+    # earlier: an uploaded file Personio drops before the application is posted is sent again.)
+    for document in upload.documents:
+        document.content = None
     transition(upload, state, now, reason_code=reason_code, detail=field)
 
 
@@ -112,9 +117,9 @@ def receive_upload(
     try:
         request = load_upload_request(payload, policy)
     except UploadRequestInvalid as invalid:
-        return _record_invalid(session, payload, invalid, events=events, now=now)
+        return _record_invalid(session, payload, invalid, events=events, now=now, backfill_id=backfill_id)
     except Exception as exc:  # a bug in validation must not lose the request
-        return _record_invalid(session, payload, _unexpected(payload, exc), events=events, now=now)
+        return _record_invalid(session, payload, _unexpected(payload, exc), events=events, now=now, backfill_id=backfill_id)
 
     existing = session.scalar(select(Upload).where(Upload.request_id == request["request_id"]))
     if existing is not None:
@@ -132,6 +137,8 @@ def receive_upload(
         email_normalized=normalise_email(candidate["email"]),
         candidate=candidate,
         priority=Priority(request["priority"]),
+        phase=request["phase"],
+        external_posting_id=request["external_posting_id"],
         backfill_id=printable_id(backfill_id, 64),
         next_attempt_at=now,
         created_at=now,
@@ -183,7 +190,9 @@ def _unexpected(payload: Any, exc: Exception) -> UploadRequestInvalid:
     )
 
 
-def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvalid, *, events: EventPublisher, now: datetime) -> Received:
+def _record_invalid(
+    session: Session, payload: Any, invalid: UploadRequestInvalid, *, events: EventPublisher, now: datetime, backfill_id: str | None = None
+) -> Received:
     # The error lines never quote submitted values and name fields only by safe names (see
     # services.schemas), so they may go to logs and events. Ids are kept only when they are
     # safe to store and publish as they are.
@@ -213,6 +222,7 @@ def _record_invalid(session: Session, payload: Any, invalid: UploadRequestInvali
         project_id=printable_id(raw.get("project_id")) or "",
         candidate=_storable_candidate(raw.get("candidate")),
         priority=Priority.BACKFILL if raw.get("priority") == "backfill" else Priority.INTERACTIVE,
+        backfill_id=printable_id(backfill_id, 64),
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
@@ -284,6 +294,11 @@ def upload_status(session: Session, request_id: str) -> dict[str, Any] | None:
     upload = session.scalar(select(Upload).where(Upload.request_id == request_id))
     if upload is None:
         return None
+    reason_code = upload.reason_code
+    message: dict[str, str] | None = {"en": upload.message_en, "de": upload.message_de or ""} if upload.message_en else None
+    waiting = rate_limit_wait(session.get(Connection, upload.connection_id) if upload.connection_id is not None else None)
+    if waiting is not None and upload.state in (UploadState.QUEUED, UploadState.SENDING):
+        reason_code, message = waiting
     return {
         "request_id": upload.request_id,
         "account_id": upload.account_id,
@@ -295,10 +310,10 @@ def upload_status(session: Session, request_id: str) -> dict[str, Any] | None:
         "attempts": upload.attempts,
         "application_attempts": upload.application_attempts,
         "next_attempt_at": None if upload.is_terminal else upload.next_attempt_at.isoformat(),
-        "reason_code": upload.reason_code,
+        "reason_code": reason_code,
         "field": upload.error_field,
         "personio_status": upload.personio_status,
-        "message": {"en": upload.message_en, "de": upload.message_de} if upload.message_en else None,
+        "message": message,
         "channel_dropped": upload.channel_dropped,
         "confirmed_by_duplicate": upload.confirmed_by_duplicate,
         "documents": [
@@ -311,3 +326,15 @@ def upload_status(session: Session, request_id: str) -> dict[str, Any] | None:
             {"state": e.state, "reason_code": e.reason_code, "detail": e.detail, "at": e.at.isoformat()} for e in upload.events
         ],
     }
+
+
+def rate_limit_wait(connection: Connection | None) -> tuple[str, dict[str, str]] | None:
+    """(reason code, messages) of a waiting upload while its company's 429s are sustained.
+
+    Worked out when asked, not stored: it is true exactly as long as the connection's health
+    says so, and every waiting upload of the company says it, also those not yet tried.
+    """
+    if connection is None or connection.health != Health.RATE_LIMITED_SUSTAINED:
+        return None
+    since = connection.rate_limited_since or connection.health_changed_at or connection.updated_at
+    return "personio.rate_limited_sustained", render_both("personio-sync.waiting-rate-limit", since=moment(since))

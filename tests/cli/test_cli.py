@@ -10,7 +10,7 @@ import pytest
 
 from cli.main import main
 from config import load_settings
-from sandbox import CompanyConfig, JobConfig, SandboxConfig, start_sandbox
+from sandbox import CompanyConfig, JobConfig, SandboxConfig, SandboxServer, start_sandbox
 from worker import embedded_redis
 
 
@@ -64,8 +64,55 @@ def test_connect_link_jobs_and_status(cli_env: object, monkeypatch: pytest.Monke
     assert main(["link", "a1", "p1", "9", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["job_position_id"] == 9
     assert main(["links", "a1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"project_id": "p1", "job_position_id": 9, "flag": None, "flagged_at": None}]
+    assert json.loads(capsys.readouterr().out) == [{"project_id": "p1", "job_position_id": 9, "phase": None, "flag": None, "flagged_at": None}]
     assert main(["status", "no-such-request"]) == 1
+
+
+def test_connect_and_link_take_a_personio_phase(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PERSONIO_ACCESS_TOKEN", "right-token")
+    code = main(["connect", "--account", "a1", "--company-id", "555", "--domain", "acme", "--phase", "system:hired", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["saved"] is False
+    [phase_check] = [c for c in out["checks"] if c["field"] == "phase"]
+    assert phase_check["ok"] is False and "custom:<number>" in phase_check["message"] and "Phases" in phase_check["message"]
+
+    assert main(["connect", "--account", "a1", "--company-id", "555", "--domain", "acme", "--phase", "custom:42", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["connection"]["phase"] == "custom:42"
+
+    assert main(["link", "a1", "p1", "9", "--phase", "interview"]) == 2
+    assert "--phase for a system phase it must be one of" in capsys.readouterr().err
+    assert main(["link", "a1", "p1", "9", "--phase", "offer", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["phase"] == "system:offer"
+    assert main(["links", "a1"]) == 0
+    assert "p1 → job 9 (phase system:offer)" in capsys.readouterr().out
+
+
+def test_jobs_show_what_the_feed_tells_about_a_job(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sandbox = cli_env
+    assert isinstance(sandbox, SandboxServer)
+    company = sandbox.state.company(555)
+    assert company is not None
+    company.jobs = [JobConfig(
+        id=9, name="Engineer", subcompany="Acme Labs GmbH", years_of_experience="2-5", keywords="python, sql",
+        occupation="software_development", occupation_category="it_and_software",
+        salary={"min": "60000", "max": "75000", "currencySymbol": "€", "currencyCode": "EUR", "type": "yearly"},
+        descriptions=[("Your tasks", "<p>Build things</p>"), ("Your profile", "<p>Python</p>")],
+    )]
+    sandbox.state.upsert_company(company)
+    monkeypatch.setenv("PERSONIO_ACCESS_TOKEN", "right-token")
+    assert main(["connect", "--account", "a1", "--company-id", "555", "--domain", "acme"]) == 0
+    capsys.readouterr()
+
+    assert main(["jobs", "a1", "--json"]) == 0
+    [job] = json.loads(capsys.readouterr().out)
+    assert job["sections"] == ["Your tasks", "Your profile"]
+    assert job["keywords"] == ["python", "sql"]
+    assert (job["occupation"], job["occupation_category"], job["subcompany"]) == ("software_development", "it_and_software", "Acme Labs GmbH")
+    assert job["years_of_experience"] == "2-5"
+    assert job["salary"]["min"] == "60000" and job["salary"]["currency_code"] == "EUR"
+
+    assert main(["jobs", "a1"]) == 0
+    assert "Engineer — Berlin · Acme Labs GmbH · permanent · 2-5 years · 60000–75000 EUR yearly" in capsys.readouterr().out
 
 
 def test_token_is_never_taken_from_the_command_line(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,6 +34,7 @@ A_ID, A_TOKEN, A_DOMAIN = 100, "token-a", "acme.jobs.personio.de"
 B_ID, B_TOKEN, B_DOMAIN = 200, "token-b", "beta.jobs.personio.com"
 A_JOB, A_UNPUBLISHED_JOB, B_JOB = 101, 102, 201
 A_CHANNEL = 7
+A_CUSTOM_PHASE = 12
 APPS = "/v1/recruiting/applications"
 DOCS = "/v1/recruiting/applications/documents"
 MAX_DOC = 1024
@@ -64,6 +65,7 @@ def company_a(**overrides: Any) -> CompanyConfig:
         ],
         "channel_ids": [A_CHANNEL],
         "custom_attributes": ["custom_attribute_5"],
+        "custom_phases": [A_CUSTOM_PHASE],
     }
     values.update(overrides)
     return CompanyConfig(**values)
@@ -350,12 +352,44 @@ def test_valid_application_gets_201_empty_and_is_recorded(
     assert record["job_position_id"] == A_JOB
     assert record["email"] == "alex@example.org"
     assert record["recruiting_channel_id"] == A_CHANNEL
+    assert record["external_posting_id"] == "ext-1"
+    assert record["phase"] == record["filed_phase"] == {"type": "system", "id": "unassigned"}
     assert record["file_uuids"] == [doc["uuid"]]
     assert record["payload"] == payload
 
 
-def test_custom_phase_with_unknown_id_is_accepted(sandbox: SandboxServer, http: requests.Session) -> None:
+def test_custom_phase_with_unknown_id_is_accepted_and_filed_as_unassigned(sandbox: SandboxServer, http: requests.Session) -> None:
     response = post_app(http, sandbox, application(phase={"type": "custom", "id": 123456}))
+
+    assert response.status_code == 201
+    [record] = sandbox.state.applications(A_ID)
+    assert record["phase"] == {"type": "custom", "id": 123456}
+    assert record["filed_phase"] == {"type": "system", "id": "unassigned"}
+
+
+@pytest.mark.parametrize(
+    ("phase", "filed"),
+    [
+        ({"type": "custom", "id": A_CUSTOM_PHASE}, {"type": "custom", "id": A_CUSTOM_PHASE}),
+        ({"type": "system", "id": "offer"}, {"type": "system", "id": "offer"}),
+        (None, None),
+    ],
+    ids=["known-custom", "system", "none"],
+)
+def test_the_phase_an_application_is_filed_under_is_recorded(
+    sandbox: SandboxServer, http: requests.Session, phase: Any, filed: Any
+) -> None:
+    response = post_app(http, sandbox, application(phase=phase))
+
+    assert response.status_code == 201
+    [record] = sandbox.state.applications(A_ID)
+    assert record["phase"] == phase
+    assert record["filed_phase"] == filed
+
+
+@pytest.mark.parametrize("value", ["As soon as possible", "ab sofort", "2030-01-01", "Q3 2027"])
+def test_available_from_is_free_text_or_a_date(sandbox: SandboxServer, http: requests.Session, value: str) -> None:
+    response = post_app(http, sandbox, application(attributes=[{"id": "available_from", "value": value}]))
 
     assert response.status_code == 201
 
@@ -416,8 +450,13 @@ NOT_UPLOADED = str(uuid.uuid4())
          "errors.attribute-validation.unknown-attribute-option"),
         ({"attributes": [{"id": "birthday", "value": "30.04.1990"}]}, "birthday",
          "errors.attribute-validation.invalid-date-format"),
-        ({"attributes": [{"id": "available_from", "value": "soon"}]}, "available_from",
-         "errors.attribute-validation.invalid-date-format"),
+        ({"phase": {"type": "custom", "id": str(A_CUSTOM_PHASE)}}, "phase",
+         "errors.attribute-validation.invalid-type"),
+        ({"phase": {"type": "stage", "id": "offer"}}, "phase",
+         "errors.phase-validation.invalid-system-phase"),
+        ({"phase": {"type": "system"}}, "phase", "errors.attribute-validation.required-attribute"),
+        ({"phase": "offer"}, "phase", "errors.attribute-validation.invalid-type"),
+        ({"external_posting_id": 17}, "external_posting_id", "errors.attribute-validation.invalid-type"),
     ],
 )
 def test_validation_rule_answers_400_with_reason(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from personio.phases import PHASE_TYPES, SYSTEM_PHASES
 from services.schemas import DOCUMENT_CATEGORIES, GENDERS, PERSONIO_EXTENSIONS, IntakePolicy
 
 REJECTED = "rejected"
@@ -57,6 +58,8 @@ def valid(request_id: str = "corpus-0") -> dict[str, Any]:
         "account_id": ACCOUNT,
         "project_id": "project-corpus",
         "priority": "interactive",
+        "phase": {"type": "custom", "id": 4711},
+        "external_posting_id": "zq-posting-7731",
         "candidate": {
             "first_name": "Zelinda",
             "last_name": "Quarterman",
@@ -125,6 +128,8 @@ TEXT_PATHS: list[tuple[Any, ...]] = [
     ("account_id",),
     ("project_id",),
     ("priority",),
+    ("external_posting_id",),
+    ("phase", "type"),
     ("candidate", "first_name"),
     ("candidate", "last_name"),
     ("candidate", "email"),
@@ -209,6 +214,16 @@ BAD_DATES = [
     "tomorrow-7731",
     "",
 ]
+BAD_AVAILABLE_FROM = [
+    "",
+    "   ",
+    "2025-13-01",
+    "2025-02-30",
+    "2025-00-10",
+    "soon " * 21,
+    "zq 7731\nsoon",
+    "zq\t7731",
+]
 BAD_URLS = [
     "https://files.example.com:abc/zq-7731.pdf",
     "https://files.example.com:99999/zq-7731.pdf",
@@ -272,8 +287,10 @@ def _cases() -> Iterator[Case]:
         yield Case(f"date/application_date/{index}", setting(DATE, text), "candidate.application_date")
     for index, text in enumerate(BAD_DATES[:8]):
         yield Case(f"date/birthday/{index}", setting((*ATTRS, "birthday"), text), "candidate.attributes.birthday")
-    for index, text in enumerate(BAD_DATES[:6]):
-        yield Case(f"date/available_from/{index}", setting((*ATTRS, "available_from"), text), "candidate.attributes.available_from")
+    # available_from is free text or a date: only empty text, more than Personio's 100
+    # characters, line breaks and impossible dates are refused.
+    for index, text in enumerate(BAD_AVAILABLE_FROM):
+        yield Case(f"available_from/{index}", setting((*ATTRS, "available_from"), text), "candidate.attributes.available_from")
     tomorrow = (TODAY + timedelta(days=1)).isoformat()
     yield Case("date/application_date/future", setting(DATE, tomorrow), "candidate.application_date")
     yield Case("date/birthday/future", setting((*ATTRS, "birthday"), tomorrow), "candidate.attributes.birthday")
@@ -355,7 +372,24 @@ def _cases() -> Iterator[Case]:
         request = valid()
         request["candidate"]["attributes"][key] = value
         yield Case(f"attributes/key/{field}/{len(key)}", request, f"candidate.attributes.{field}")
-    for key, value in [("gender", "weiblich-7731"), ("gender", 1), ("gender", "Female"), ("salary_expectations", "71k EUR " * 130), ("custom_attribute_4711", None), ("custom_attribute_4711", 7731), ("birthday", ["1988-07-23"])]:
+    # Numbers and booleans are sent as text; what is not one value is refused.
+    for key, value in [
+        ("gender", "weiblich-7731"),
+        ("gender", 1),
+        ("gender", True),
+        ("gender", "Female"),
+        ("salary_expectations", "71k EUR " * 130),
+        ("custom_attribute_4711", None),
+        ("custom_attribute_4711", ["Kotlin-7731"]),
+        ("custom_attribute_4711", {"lang": "Kotlin-7731"}),
+        ("custom_attribute_4711", float("nan")),
+        ("custom_attribute_4711", float("inf")),
+        ("custom_attribute_4711", 10**1000),
+        ("salary_expectations", 7731 * 10**1000),
+        ("birthday", ["1988-07-23"]),
+        ("birthday", 19880723),
+        ("available_from", 7731 * 10**100),
+    ]:
         yield Case(f"attributes/value/{key}/{value!r:.20}", setting((*ATTRS, key), value), f"candidate.attributes.{key}")
     for key in ("gender", "email_address", "cv", "documents_base64", "Email"):
         request, field = adding_key(("candidate",), key, "zq-unknown-7731")
@@ -383,6 +417,44 @@ def _cases() -> Iterator[Case]:
         yield Case(f"{which}/missing", without((which,)), which)
     for value in ("urgent", "INTERACTIVE", 1, None, ["backfill"]):
         yield Case(f"priority/{value!r}", setting(("priority",), value), "priority")
+
+    # --- the Personio phase and the external posting id
+    for name, value, field in [
+        ("string", "offer", "phase"),
+        ("list", [{"type": "system", "id": "offer"}], "phase"),
+        ("number", 4711, "phase"),
+        ("empty", {}, "phase.type"),
+        ("no-id", {"type": "system"}, "phase.id"),
+        ("no-type", {"id": "offer"}, "phase.type"),
+        ("unknown-type", {"type": "stage", "id": "offer"}, "phase.type"),
+        ("type-case", {"type": "System", "id": "offer"}, "phase.type"),
+        ("type-number", {"type": 1, "id": "offer"}, "phase.type"),
+        ("unknown-system", {"type": "system", "id": "hired"}, "phase.id"),
+        ("system-case", {"type": "system", "id": "Offer"}, "phase.id"),
+        ("system-number", {"type": "system", "id": 3}, "phase.id"),
+        ("system-null", {"type": "system", "id": None}, "phase.id"),
+        ("custom-name", {"type": "custom", "id": "interview-7731"}, "phase.id"),
+        ("custom-zero", {"type": "custom", "id": 0}, "phase.id"),
+        ("custom-negative", {"type": "custom", "id": -4711}, "phase.id"),
+        ("custom-float", {"type": "custom", "id": 4711.5}, "phase.id"),
+        ("custom-bool", {"type": "custom", "id": True}, "phase.id"),
+        ("custom-huge", {"type": "custom", "id": 10**5000}, "phase.id"),
+        ("custom-list", {"type": "custom", "id": [4711]}, "phase.id"),
+        ("custom-spaces", {"type": "custom", "id": " 4711"}, "phase.id"),
+        ("unknown-key", {"type": "custom", "id": 4711, "name": "Interview-7731"}, "phase.name"),
+    ]:
+        yield Case(f"phase/{name}", setting(("phase",), value), field)
+    for name, value in {
+        "empty": "",
+        "spaces": "   ",
+        "too-long": "zq-posting-7731" * 20,
+        "number": 7731,
+        "list": ["zq-posting-7731"],
+        "object": {"pid": "zq-posting-7731"},
+        "newline": "zq-posting\n7731",
+        "tab": "zq-posting\t7731",
+    }.items():
+        yield Case(f"external_posting_id/{name}", setting(("external_posting_id",), value), "external_posting_id")
     for name, value in {"null": None, "string": "Zelinda Quarterman", "list": [valid()["candidate"]], "number": 7731}.items():
         yield Case(f"candidate/{name}", setting(("candidate",), value), "candidate")
     yield Case("candidate/missing", without(("candidate",)), "candidate")
@@ -437,7 +509,7 @@ def cases() -> list[Case]:
     return out
 
 
-_ENUMS = frozenset((*DOCUMENT_CATEGORIES, *GENDERS, *PERSONIO_EXTENSIONS, "interactive", "backfill"))
+_ENUMS = frozenset((*DOCUMENT_CATEGORIES, *GENDERS, *PERSONIO_EXTENSIONS, *PHASE_TYPES, *SYSTEM_PHASES, "interactive", "backfill"))
 _UNREADABLE = re.compile("[\ud800-\udfff\x00]")
 
 

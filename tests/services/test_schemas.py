@@ -153,7 +153,7 @@ def test_application_date_today_and_past_are_fine() -> None:
         (with_candidate(application_date=(TODAY + timedelta(days=1)).isoformat()), "candidate.application_date", "lies in the future"),
         (with_candidate(attributes={"birthday": (TODAY + timedelta(days=1)).isoformat()}), "candidate.attributes.birthday", "lies in the future"),
         (with_candidate(attributes={"birthday": "17.05.1990"}), "candidate.attributes.birthday", "YYYY-MM-DD"),
-        (with_candidate(attributes={"available_from": "soon"}), "candidate.attributes.available_from", "YYYY-MM-DD"),
+        (with_candidate(attributes={"available_from": "2026-02-30"}), "candidate.attributes.available_from", "no such day exists"),
         (with_candidate(attributes={"hobby": "chess"}), "candidate.attributes.hobby", "custom_attribute_<number>"),
         (with_candidate(attributes={"custom_attribute_x": "1"}), "candidate.attributes.custom_attribute_x", "custom_attribute_<number>"),
         (with_candidate(attributes={"phone": "+49"}), "candidate.attributes.phone", "give phone as candidate.phone"),
@@ -523,3 +523,144 @@ def test_the_readme_quotes_the_messages_as_the_code_words_them() -> None:
     for request_ in (with_candidate(last_name="Ex\ud800"), with_candidate(email="x@localhost")):
         [line] = errors_of(request_)
         assert f"`{line}`" in readme, line
+
+
+# ------------------------------------------------ what Personio accepts (issue 9)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["As soon as possible", "ab sofort", "2027-01-01", "1.1.2027", "Q3 2027", "nach Absprache, spätestens 2027-03-01", "x" * 100],
+)
+def test_available_from_is_free_text_or_a_date(value: str) -> None:
+    request = with_candidate(attributes={"available_from": value})
+
+    loaded = load_upload_request(request, POLICY)
+
+    assert loaded["candidate"]["attributes"]["available_from"] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("", "must not be empty"),
+        ("   ", "must not be empty"),
+        ("x" * 101, "at most 100 characters"),
+        ("2027-02-30", "no such day exists"),
+        ("ab\nsofort", "without control characters"),
+        (None, "must not be null"),
+        (["2027-01-01"], "not a list"),
+    ],
+)
+def test_available_from_refusals_name_the_field_and_the_fix(value: Any, text: str) -> None:
+    request = full_request()
+    request["candidate"]["attributes"]["available_from"] = value
+
+    [line] = errors_of(request)
+
+    assert line.startswith("candidate.attributes.available_from: ") and text in line, line
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [(5, "5"), (-3, "-3"), (0, "0"), (65000.5, "65000.5"), (2.0, "2.0"), (True, "true"), (False, "false"), (10**30, str(10**30))],
+)
+def test_scalar_attribute_values_are_sent_as_text(value: Any, sent: str) -> None:
+    request = with_candidate(attributes={"custom_attribute_12": value, "salary_expectations": value})
+
+    loaded = load_upload_request(request, POLICY)
+
+    assert loaded["candidate"]["attributes"] == {"custom_attribute_12": sent, "salary_expectations": sent}
+
+
+def test_a_number_is_still_checked_as_the_attribute_it_is() -> None:
+    errors = errors_of(with_candidate(attributes={"gender": 1, "birthday": 19900517, "available_from": 2027}))
+
+    assert errors == [
+        "candidate.attributes.birthday: must be a date in the form YYYY-MM-DD, e.g. 2026-03-01.",
+        "candidate.attributes.gender: must be one of: male, female, diverse, undefined.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "must not be null; leave the attribute out instead."),
+        ([1, 2], "must be text, a number or true/false, not a list"),
+        ({"value": "x"}, "must be text, a number or true/false, not an object"),
+        (float("nan"), "must be a finite number"),
+        (float("-inf"), "must be a finite number"),
+        (10**5000, "is a number too long to send"),
+    ],
+    ids=["null", "list", "object", "nan", "-inf", "huge"],
+)
+def test_values_that_are_not_one_scalar_are_refused_naming_the_attribute(value: Any, text: str) -> None:
+    [line] = errors_of(with_candidate(attributes={"custom_attribute_12": value}))
+
+    assert line.startswith("candidate.attributes.custom_attribute_12: ") and text in line, line
+
+
+@pytest.mark.parametrize(
+    ("phase", "loaded"),
+    [
+        ({"type": "system", "id": "offer"}, {"type": "system", "id": "offer"}),
+        ({"type": "system", "id": "unassigned"}, {"type": "system", "id": "unassigned"}),
+        ({"type": "custom", "id": 42}, {"type": "custom", "id": 42}),
+        ({"type": "custom", "id": "42"}, {"type": "custom", "id": 42}),
+        (None, None),
+    ],
+)
+def test_a_request_may_name_its_personio_phase(phase: Any, loaded: Any) -> None:
+    request = full_request()
+    request["phase"] = phase
+
+    assert load_upload_request(request, POLICY)["phase"] == loaded
+
+
+def test_without_a_phase_or_posting_id_both_are_none() -> None:
+    loaded = load_upload_request(full_request(), POLICY)
+
+    assert loaded["phase"] is None and loaded["external_posting_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("phase", "line"),
+    [
+        ("offer", 'phase: must be an object such as {"type": "system", "id": "offer"} or {"type": "custom", "id": 42}.'),
+        ({"type": "stage", "id": "offer"}, "phase.type: must be one of: system, custom."),
+        ({"type": "system", "id": "hired"}, "phase.id: for a system phase it must be one of: unassigned, rejected, withdrawn, offer, accepted."),
+        ({"type": "custom", "id": "interview"}, "phase.id: for a custom phase it must be the phase's number from Personio (Settings → Recruiting → Phases), a whole number such as 42."),
+        ({"type": "custom", "id": 0}, "phase.id: for a custom phase it must be the phase's number from Personio (Settings → Recruiting → Phases), a whole number such as 42."),
+        ({"type": "system"}, "phase.id: is required but missing."),
+        ({"type": "custom", "id": 42, "name": "Interview"}, "phase.name: is not part of the contract; remove it (see the README's message contract)."),
+    ],
+)
+def test_an_invalid_phase_is_refused_naming_the_field_and_the_fix(phase: Any, line: str) -> None:
+    request = full_request()
+    request["phase"] = phase
+
+    assert errors_of(request) == [line]
+
+
+@pytest.mark.parametrize("value", ["gohiring-4711", "p" * 255, "Stellenbörse 12/34"])
+def test_a_request_may_carry_an_external_posting_id(value: str) -> None:
+    request = full_request()
+    request["external_posting_id"] = value
+
+    assert load_upload_request(request, POLICY)["external_posting_id"] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("", "external_posting_id: must not be empty or only spaces."),
+        ("p" * 256, "external_posting_id: must be at most 255 characters."),
+        ("a\tb", "external_posting_id: must not contain control characters such as line breaks or tabs."),
+        (4711, "external_posting_id: must be a string."),
+    ],
+)
+def test_an_invalid_external_posting_id_is_refused(value: Any, line: str) -> None:
+    request = full_request()
+    request["external_posting_id"] = value
+
+    assert errors_of(request) == [line]
