@@ -56,9 +56,11 @@ class Settings:
     personio_app_id: str
     personio_partner_id: str | None
     rate_limit: RateLimitSetting
-    rate_limit_margin: float  # seconds the sliding window is widened by (latency spread)
+    rate_limit_margin: float  # seconds the sliding window is widened by at most (and while nothing is observed)
+    rate_limit_margin_floor: float  # the margin follows the observed answer-time spread, never below this
     rate_limit_per_endpoint: bool
     lockout_seconds: float  # lock-out after a 429 without Retry-After
+    rate_limited_alert_after: float  # 429s without a break this long: health rate_limited_sustained
     secret_keys: tuple[str, ...]  # empty: a key generated into data_dir
     language: str
     http_connect_timeout: float
@@ -68,7 +70,7 @@ class Settings:
     backoff_cap: float
     visibility_timeout: float
     lease_seconds: float
-    company_concurrency: int
+    company_concurrency: int  # upper bound of a company's uploads in flight (the cap adapts below it)
     worker_concurrency: int
     inline_document_max_bytes: int
     url_document_max_bytes: int
@@ -84,7 +86,16 @@ class Settings:
     events_stream: str = EVENTS_STREAM
     events_maxlen: int = 100_000
     events_relay_interval: float = 2.0  # beat: relay outbox events the relay after a task missed
+    # Beat: backfill progress events (at most one per backfill this often) and completion.
+    backfill_progress_interval: float = 5.0
+    # Days a terminal upload keeps its candidate data; then only ids, hashes and outcomes (services.retention).
+    retention_days: int = 30
     log_level: str = "INFO"
+    log_format: str = "text"  # text (the console format) or json (one object per line)
+    # `personio-sync metrics`: where the Prometheus endpoint listens, and its optional user:password.
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9808
+    metrics_basic_auth: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -210,6 +221,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if "PERSONIO_RATE_LIMIT_MARGIN" in env
         else rate_limit.period / 30.0
     )
+    # The margin follows each company's observed spread of answer times (ratelimit.latency),
+    # clamped to [floor, margin]; a floor equal to the margin keeps the margin fixed.
+    margin_floor = (
+        _duration(env, "PERSONIO_RATE_LIMIT_MARGIN_FLOOR", "0.2", problems, allow_zero=True)
+        if "PERSONIO_RATE_LIMIT_MARGIN_FLOOR" in env
+        else min(rate_limit.period / 300.0, margin)
+    )
+    if margin_floor > margin:
+        problems.append(
+            f"PERSONIO_RATE_LIMIT_MARGIN_FLOOR={env.get('PERSONIO_RATE_LIMIT_MARGIN_FLOOR')!r} must not exceed "
+            f"the margin ({margin:g} s, PERSONIO_RATE_LIMIT_MARGIN)."
+        )
+    # PERSONIO_SYNC_COMPANY_CONCURRENCY is the bound's former name, from when the cap was fixed.
+    max_in_flight_name = (
+        "PERSONIO_SYNC_COMPANY_CONCURRENCY"
+        if "PERSONIO_SYNC_COMPANY_CONCURRENCY" in env and "PERSONIO_SYNC_COMPANY_MAX_IN_FLIGHT" not in env
+        else "PERSONIO_SYNC_COMPANY_MAX_IN_FLIGHT"
+    )
     lockout = (
         _duration(env, "PERSONIO_LOCKOUT", "60", problems)
         if "PERSONIO_LOCKOUT" in env
@@ -254,6 +283,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("PERSONIO_SYNC_LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         problems.append(f"PERSONIO_SYNC_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR.")
+    log_format = env.get("PERSONIO_SYNC_LOG_FORMAT", "text").strip().lower()
+    if log_format not in {"text", "json"}:
+        problems.append(f"PERSONIO_SYNC_LOG_FORMAT={log_format!r} must be text or json.")
+    metrics_auth = env.get("PERSONIO_SYNC_METRICS_BASIC_AUTH") or None
+    if metrics_auth is not None and (":" not in metrics_auth or metrics_auth.startswith(":")):
+        problems.append("PERSONIO_SYNC_METRICS_BASIC_AUTH must look like user:password.")
 
     settings = Settings(
         data_dir=data_dir,
@@ -265,8 +300,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         personio_partner_id=partner_id,
         rate_limit=rate_limit,
         rate_limit_margin=margin,
+        rate_limit_margin_floor=margin_floor,
         rate_limit_per_endpoint=_boolean(env, "PERSONIO_RATE_LIMIT_PER_ENDPOINT", False, problems),
         lockout_seconds=lockout,
+        rate_limited_alert_after=_duration(env, "PERSONIO_SYNC_RATE_LIMITED_ALERT_AFTER", "3600", problems),
         secret_keys=secret_keys,
         language=language,
         http_connect_timeout=_duration(env, "PERSONIO_HTTP_CONNECT_TIMEOUT", "5", problems),
@@ -276,7 +313,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         backoff_cap=backoff_cap,
         visibility_timeout=visibility_timeout,
         lease_seconds=lease,
-        company_concurrency=_integer(env, "PERSONIO_SYNC_COMPANY_CONCURRENCY", 2, problems),
+        company_concurrency=_integer(env, max_in_flight_name, 8, problems),
         worker_concurrency=_integer(env, "PERSONIO_SYNC_WORKER_CONCURRENCY", 32, problems),
         inline_document_max_bytes=_integer(env, "PERSONIO_SYNC_INLINE_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, problems),
         url_document_max_bytes=_integer(env, "PERSONIO_SYNC_URL_DOCUMENT_MAX_BYTES", 20 * 1024 * 1024, problems),
@@ -292,7 +329,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flower_basic_auth=flower_auth,
         events_stream=env.get("PERSONIO_SYNC_EVENTS_STREAM", EVENTS_STREAM),
         events_relay_interval=_duration(env, "PERSONIO_SYNC_EVENTS_RELAY_INTERVAL", "2", problems),
+        backfill_progress_interval=_duration(env, "PERSONIO_SYNC_BACKFILL_PROGRESS_INTERVAL", "5", problems),
+        retention_days=_integer(env, "PERSONIO_SYNC_RETENTION_DAYS", 30, problems, minimum=0, maximum=3650),
         log_level=log_level,
+        log_format=log_format,
+        metrics_address=env.get("PERSONIO_SYNC_METRICS_ADDRESS", "127.0.0.1"),
+        metrics_port=_integer(env, "PERSONIO_SYNC_METRICS_PORT", 9808, problems, maximum=65535),
+        metrics_basic_auth=metrics_auth,
     )
     # Workers stamp the messages they hold every third of the visibility timeout; below a few
     # seconds a busy event loop could miss a stamp and let a live worker's message be redelivered.

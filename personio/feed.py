@@ -132,6 +132,10 @@ class FeedUnreachable(FeedError):
         self.retry_after = retry_after
 
 
+# Every code a FeedUnreachable carries: what a stored ``feed_error`` says about retrying.
+UNREACHABLE_CODES = frozenset({"feed.timeout", "feed.connection", "feed.rate_limited", "feed.server_error", "feed.transfer_interrupted"})
+
+
 class FeedInvalid(FeedError):
     """The body is not a usable feed (not XML, another root, malformed, hostile, oversized,
     or no valid position at all). Permanent: fetching again returns the same body."""

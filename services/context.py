@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from models import Connection
     from personio.client import PersonioClient
+    from services.retention import EmailDigests
 
 
 class Acquisition(Protocol):
@@ -35,6 +36,22 @@ class Acquisition(Protocol):
     def remaining(self) -> int: ...
 
 
+class ObservedLatency(Protocol):
+    """Read-only view of ``ratelimit.ObservedLatency``: a company's answer times in seconds."""
+
+    @property
+    def mean(self) -> float | None: ...
+    @property
+    def spread(self) -> float | None: ...
+
+
+class LatencyTracker(Protocol):
+    """Where the step reports Personio's answer times and dispatch reads them (ratelimit.LatencyStats)."""
+
+    def record(self, company: str, endpoint: str, seconds: float) -> None: ...
+    def observed(self, company: str) -> ObservedLatency: ...
+
+
 class RateLimiter(Protocol):
     def try_acquire(self, company: str, endpoint: str = ...) -> Acquisition: ...
     def peek(self, company: str, endpoint: str = ...) -> Acquisition: ...
@@ -48,11 +65,17 @@ class UploadPolicy:
     backoff_cap: float = 600.0
     lockout: float = 60.0
     lease: float = 300.0
+    # Upper bound of a company's uploads in flight; below it dispatch adapts the number to the
+    # observed latency (services.dispatch.in_flight_cap) when it is given a LatencyTracker.
     company_concurrency: int = 2
+    # The budget's requests per second (limit / period), for the in-flight cap.
+    budget_per_second: float = 20 / 60
     url_document_max_bytes: int = 20 * 1024 * 1024
     document_url_hosts: tuple[str, ...] = ()
     # With a per-endpoint budget, documents and applications draw from separate windows.
     per_endpoint_budget: bool = False
+    # A company answered only 429 for this long: its connection turns rate_limited_sustained.
+    rate_limited_alert_after: float = 3600.0
 
 
 @dataclass
@@ -66,5 +89,10 @@ class SyncDeps:
     fetch_document: Callable[[str], bytes]
     # Refresh a connection's jobs cache from its feed (issue: resolve the job at upload time).
     refresh_jobs: Callable[[Session, Connection], object] | None = None
+    # Keyed digests of email addresses: the duplicate guard also matches claims whose upload
+    # the retention purge reduced (services.retention). None: addresses only.
+    email_digests: EmailDigests | None = None
+    # Personio's answer times per company (adaptive in-flight cap and limiter margin); None: not kept.
+    latency: LatencyTracker | None = None
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)

@@ -53,6 +53,20 @@ EVENT_FIELDS = frozenset(
         "health",
         "previous",
         "resumed_uploads",
+        # backfill.progress / backfill.finished / backfill.refused (ids and counts only)
+        "backfill_id",
+        "chunk_index",
+        "state",
+        "total",
+        "counts",
+        # connection.health into or out of rate_limited_sustained
+        "rate_limited_since",
+        "waiting_uploads",
+        # retention.purged (counts only)
+        "uploads",
+        "documents",
+        "document_bytes",
+        "claims",
     }
 )
 

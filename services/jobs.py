@@ -61,6 +61,7 @@ def _values(feed_job: FeedJob) -> dict[str, Any]:
     values: dict[str, Any] = {name: getattr(feed_job, name) for name in _JOB_FIELDS}
     values["name"] = values["name"] or f"Job {feed_job.id}"
     values["additional_offices"] = list(feed_job.additional_offices)
+    values["sections"] = list(feed_job.description_sections)
     values["personio_created_at"] = feed_job.created_at
     # Decimals become strings so the JSON column compares equal on the next refresh.
     salary = feed_job.salary
@@ -155,7 +156,18 @@ def refresh_jobs(
     return result
 
 
+def keyword_list(keywords: str | None) -> list[str]:
+    """The feed's ``<keywords>`` (one comma-separated text) as a list, blanks dropped."""
+    return [keyword.strip() for keyword in (keywords or "").split(",") if keyword.strip()]
+
+
 def list_jobs(session: Session, connection: Connection, *, include_unpublished: bool = False) -> list[dict[str, Any]]:
+    """The cached jobs with everything the feed tells a recruiter picking one (JSON-ready).
+
+    ``salary`` is as the feed gives it (amounts as decimal strings), ``sections`` the names of
+    the job description's sections in feed order (``null`` until the feed was applied since
+    revision 0006), ``keywords`` a list.
+    """
     query = select(Job).where(Job.connection_id == connection.id).order_by(Job.published.desc(), Job.name)
     if not include_unpublished:
         query = query.where(Job.published.is_(True))
@@ -170,6 +182,13 @@ def list_jobs(session: Session, connection: Connection, *, include_unpublished: 
             "employment_type": job.employment_type,
             "seniority": job.seniority,
             "schedule": job.schedule,
+            "years_of_experience": job.years_of_experience,
+            "keywords": keyword_list(job.keywords),
+            "occupation": job.occupation,
+            "occupation_category": job.occupation_category,
+            "subcompany": job.subcompany,
+            "salary": job.salary,
+            "sections": job.sections,
             "published": job.published,
             "unpublished_at": job.unpublished_at.isoformat() if job.unpublished_at else None,
             "created_at": job.personio_created_at.isoformat() if job.personio_created_at else None,

@@ -65,6 +65,7 @@ def check_health(connection_id: int) -> bool:
             refresh=runtime.refresh_jobs,
             events=runtime.events_for(session),
             lockout=runtime.settings.lockout_seconds,
+            rate_limited_alert_after=runtime.settings.rate_limited_alert_after,
             now=utcnow(),
         )
 

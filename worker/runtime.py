@@ -23,15 +23,17 @@ from config import Settings, get_settings
 from models import Connection, utcnow
 from models.db import create_db_engine, make_session_factory, migrate
 from personio.client import PersonioClient, PersonioCredentials
-from ratelimit import CompanyRateLimiter, RateBudget
+from ratelimit import CompanyRateLimiter, LatencyStats, RateBudget
 from services.connect import ConnectReport, ConnectRequest, connect_account
 from services.context import SyncDeps, UploadPolicy
 from services.documents import fetch_document
 from services.events import OutboxPublisher, relay_outbox
 from services.jobs import RefreshResult, refresh_jobs
+from services.retention import EmailDigests
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher, load_cipher
 from worker import embedded_redis
+from worker.metrics import MetricsRecorder, response_hook
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +83,34 @@ class Runtime:
         return redis.Redis.from_url(self.settings.redis_client_url, decode_responses=True, health_check_interval=30)
 
     @cached_property
+    def metrics(self) -> MetricsRecorder:
+        """The shared counters in Redis every worker process adds to (worker/metrics.py)."""
+        return MetricsRecorder(self.redis)
+
+    @cached_property
     def limiter(self) -> CompanyRateLimiter:
         budget = RateBudget(
             limit=self.settings.rate_limit.limit,
             period=self.settings.rate_limit.period,
             margin=self.settings.rate_limit_margin,
             lockout=self.settings.lockout_seconds,
+            margin_floor=self.settings.rate_limit_margin_floor,
         )
         return CompanyRateLimiter(self.redis, budget, per_endpoint=self.settings.rate_limit_per_endpoint)
 
     @cached_property
+    def latency(self) -> LatencyStats:
+        """Personio's answer times per company: the in-flight cap and the limiter's margin follow them."""
+        return LatencyStats(self.redis)
+
+    @cached_property
     def cipher(self) -> TokenCipher:
         return load_cipher(self.settings)
+
+    @cached_property
+    def email_digests(self) -> EmailDigests:
+        """Keyed digests of email addresses, keyed from the token cipher's keys (services.retention)."""
+        return EmailDigests.from_cipher(self.cipher)
 
     def events_for(self, session: Session) -> OutboxPublisher:
         """The publisher for work done in ``session``: events commit with it (the outbox)."""
@@ -118,6 +136,8 @@ class Runtime:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = "personio-sync/0.1"
+            # Every Personio answer counted by endpoint and status, with its latency (worker/metrics.py).
+            session.hooks["response"].append(response_hook(lambda: self.metrics, self.settings.personio_api_url))
             self._local.http = session
         return session
 
@@ -180,6 +200,8 @@ class Runtime:
             url_document_max_bytes=s.url_document_max_bytes,
             document_url_hosts=s.document_url_hosts,
             per_endpoint_budget=s.rate_limit_per_endpoint,
+            budget_per_second=s.rate_limit.limit / s.rate_limit.period,
+            rate_limited_alert_after=s.rate_limited_alert_after,
         )
 
     def refresh_jobs(self, session: Session, connection: Connection) -> RefreshResult:
@@ -202,6 +224,8 @@ class Runtime:
                 timeout=self.timeout, deadline=self.settings.document_fetch_deadline,
             ),
             refresh_jobs=self.refresh_jobs,
+            latency=self.latency,
+            email_digests=self.email_digests,
         )
 
 

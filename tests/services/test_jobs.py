@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,8 @@ from services.jobs import RefreshResult, apply_feed, list_jobs, refresh_jobs
 from services.secrets import TokenCipher
 from tests.factories import make_connection
 from tests.openapi import FEED_FAULT_STATUSES, SpecValidationRecorder
+
+pytestmark = pytest.mark.rolled_back
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -404,3 +407,78 @@ def test_list_jobs_hides_unpublished_unless_asked(refresh: Any, session: Session
     assert [j["published"] for j in everything] == [True, False, False]
     assert everything[1]["unpublished_at"] is not None
     assert published[0]["created_at"] == "2024-01-15T09:30:00+00:00"
+
+
+def test_list_jobs_shows_what_recruiters_pick_a_job_by(refresh: Any, session: Session, connection: Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given: the real-shaped German feed, one job with every detail and one with every detail empty
+    serve_parsed(monkeypatch, "real_de_mixed.xml")
+
+    refresh()
+
+    jobs = {job["job_position_id"]: job for job in list_jobs(session, connection)}
+    full, empty = jobs[2101001], jobs[2101002]
+    assert full["subcompany"] == "Beispiel Logistik GmbH"
+    assert full["sections"] == ["Deine Aufgaben", "Das bringst du mit"]
+    assert full["keywords"] == ["Lager", "Stapler", "Logistik"]
+    assert (full["occupation"], full["occupation_category"]) == ("warehouse_and_logistics", "logistics")
+    assert full["years_of_experience"] == "1-2"
+    assert full["salary"] == {"min": "2800", "max": "3200", "currency_code": "EUR", "currency_symbol": "€", "type": "monthly"}
+    assert full["additional_offices"] == ["Nürnberg", "Remote"]
+    # and: empty elements are absent values, not empty strings
+    assert empty["sections"] == [] and empty["keywords"] == []
+    assert (empty["subcompany"], empty["occupation"], empty["years_of_experience"], empty["salary"]) == (None, None, None, None)
+    # and: the view is JSON as it is
+    assert json.loads(json.dumps(list(jobs.values()))) == list(jobs.values())
+
+
+def test_changed_section_names_are_stored(refresh: Any, session: Session, connection: Connection, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    serve_parsed(monkeypatch, "real_en_mixed.xml")
+    refresh()
+    before = {job.job_position_id: job.sections for job in cached(session).values()}
+    assert any(before.values())
+
+    # when: every job's sections are forgotten (a cache from before revision 0006)
+    for job in cached(session).values():
+        job.sections = None
+    session.commit()
+    result = apply_feed(session, connection, parse_feed((FEEDS / "real_en_mixed.xml").read_bytes()), now=clock())
+    session.commit()
+
+    # then: the next application of the feed fills them in again
+    assert result.changed
+    assert {job.job_position_id: job.sections for job in cached(session).values()} == before
+
+
+def test_the_feed_status_is_told_in_english_and_german(refresh: Any, session: Session, connection: Connection, monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer, feed_faults: None) -> None:
+    # before the first fetch: nothing to say
+    assert describe_connection(connection)["feed_message"] is None
+
+    refresh()
+    session.refresh(connection)
+    assert describe_connection(connection)["feed_message"] == {
+        "en": f"The jobs feed of {DOMAIN} works; every position in it is used.",
+        "de": f"Der Stellen-Feed von {DOMAIN} funktioniert; alle Stellen darin werden übernommen.",
+    }
+
+    serve_parsed(monkeypatch, "real_de_mixed.xml")
+    refresh()
+    session.refresh(connection)
+    message = describe_connection(connection)["feed_message"]
+    assert message is not None
+    assert "3 positions in it were skipped" in message["en"]
+    assert "3 Stellen darin wurden übersprungen" in message["de"]
+
+    serve_parsed(monkeypatch, "real_fr_unknown_elements.xml")
+    refresh()
+    session.refresh(connection)
+    message = describe_connection(connection)["feed_message"]
+    assert message is not None and "1 position in it was skipped" in message["en"] and "1 Stelle darin wurde übersprungen" in message["de"]
+
+    monkeypatch.undo()
+    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
+    refresh()
+    session.refresh(connection)
+    message = describe_connection(connection)["feed_message"]
+    assert message is not None
+    assert "retried automatically" in message["en"] and "automatisch erneut versucht" in message["de"]
+    assert "feed.server_error" in message["de"]

@@ -60,6 +60,8 @@ PARAMS = {
     "domain": "acme.jobs.personio.de",
     "jobs": 3,
     "channel_id": 4242,
+    "since": "2026-11-29 17:02 UTC",
+    "count": 3,
 }
 
 
