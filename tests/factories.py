@@ -97,14 +97,23 @@ def upload_request(
     account_id: str = ACCOUNT,
     project_id: str = PROJECT,
     priority: str | None = None,
+    phase: Any = None,
+    external_posting_id: Any = None,
     **candidate: Any,
 ) -> dict[str, Any]:
-    """An upload request as the API receives it; ``candidate`` overrides the candidate's fields."""
+    """An upload request as the API receives it; ``candidate`` overrides the candidate's fields.
+
+    ``phase`` and ``external_posting_id`` are the request's own (top-level) fields, sent when given.
+    """
     body: dict[str, Any] = {"first_name": "Alex", "last_name": "Example", "email": "alex@example.org"}
     body.update(candidate)
     payload: dict[str, Any] = {"request_id": request_id, "account_id": account_id, "project_id": project_id, "candidate": body}
     if priority is not None:
         payload["priority"] = priority
+    if phase is not None:
+        payload["phase"] = phase
+    if external_posting_id is not None:
+        payload["external_posting_id"] = external_posting_id
     return payload
 
 

@@ -43,3 +43,18 @@ def test_the_readme_example_request_is_accepted_as_written() -> None:
     loaded = load_upload_request(request, policy)
     assert loaded["candidate"]["documents"][0]["content"].startswith(b"%PDF")
     assert loaded["candidate"]["attributes"]["custom_attribute_123"] == "Python"
+    # What Personio accepts (issue 9): free-text available_from, numbers sent as text, the
+    # request's phase and external posting id.
+    assert loaded["candidate"]["attributes"]["available_from"] == "As soon as possible"
+    assert loaded["candidate"]["attributes"]["custom_attribute_124"] == "5"
+    assert loaded["phase"] == {"type": "system", "id": "offer"}
+    assert loaded["external_posting_id"] == "gohiring-8841"
+
+
+def test_the_readme_names_every_phase_personio_accepts() -> None:
+    from personio.phases import SYSTEM_PHASES
+
+    contract = README.split("## The message contract", 1)[1].split("\n## ", 1)[0]
+    for phase in SYSTEM_PHASES:
+        assert f'"{phase}"' in contract, phase
+        assert f"`system:{phase}`" in README, phase

@@ -19,6 +19,8 @@ from services.events import ListPublisher
 from services.secrets import TokenCipher
 from tests.openapi import FEED_FAULT_STATUSES, SpecValidationRecorder
 
+pytestmark = pytest.mark.rolled_back
+
 if TYPE_CHECKING:
     from tests.conftest import Clock
 
@@ -310,6 +312,10 @@ def test_no_channel_is_fine(connect: Connector, session: Session) -> None:
         ({"access_token": "   "}, "access_token", "connect.access_token"),
         ({"access_token": "two words"}, "access_token", "connect.access_token"),
         ({"feed_language": "xx"}, "feed_language", "connect.feed_language"),
+        ({"phase": "system:hired"}, "phase", "connect.phase"),
+        ({"phase": "custom:interview"}, "phase", "connect.phase"),
+        ({"phase": "stage:1"}, "phase", "connect.phase"),
+        ({"phase": "custom:0"}, "phase", "connect.phase"),
     ],
 )
 def test_other_bad_inputs_are_explained_before_any_request(connect: Connector, session: Session, changes: dict[str, str], field: str, code: str) -> None:
@@ -331,3 +337,47 @@ def test_several_bad_inputs_are_all_reported(connect: Connector) -> None:
 
 def test_request_repr_hides_the_token() -> None:
     assert TOKEN not in repr(ConnectRequest("a", COMPANY, TOKEN, DOMAIN))
+
+
+# ------------------------------------------------------------------ phase
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored_phase", "shown"),
+    [
+        ("system:offer", {"type": "system", "id": "offer"}, "system:offer"),
+        (" Custom:42 ", {"type": "custom", "id": 42}, "custom:42"),
+        ("rejected", {"type": "system", "id": "rejected"}, "system:rejected"),
+        ("7", {"type": "custom", "id": 7}, "custom:7"),
+        ("", None, None),
+        (None, None, None),
+    ],
+)
+def test_the_connection_phase_is_stored_as_personio_takes_it(
+    connect: Connector, session: Session, typed: str | None, stored_phase: Any, shown: str | None
+) -> None:
+    report = connect(phase=typed)
+
+    assert report.saved is True
+    connection = session.scalars(select(Connection)).one()
+    assert connection.phase == stored_phase
+    assert report.connection is not None and report.connection["phase"] == shown
+
+
+def test_reconnecting_without_a_phase_clears_it(connect: Connector, session: Session) -> None:
+    connect(phase="system:offer")
+    connect()
+
+    assert session.scalars(select(Connection)).one().phase is None
+
+
+def test_a_wrong_phase_is_explained_in_both_languages_and_nothing_is_saved(connect: Connector, session: Session) -> None:
+    report = connect(phase="system:hired")
+
+    problem = check(report, "phase")
+    assert problem.ok is False
+    assert "system:offer" in problem.message["en"] and "custom:<number>" in problem.message["en"]
+    assert "Settings → Recruiting → Phases" in problem.message["en"] and "'system:hired'" in problem.message["en"]
+    assert "Einstellungen → Recruiting → Phasen" in problem.message["de"] and "custom:<Nummer>" in problem.message["de"]
+    assert connect.urls == []
+    assert stored(session) == 0
