@@ -16,6 +16,13 @@ ALL_QUEUES = (INTAKE_QUEUE, INTERACTIVE_QUEUE, BACKFILL_QUEUE, MAINTENANCE_QUEUE
 # Celery task names (part of the message contract for the first two).
 UPLOAD_TASK = "personio_sync.upload_candidate"
 BACKFILL_TASK = "personio_sync.start_backfill"
+# The chunked backfill contract (README, "Backfills"): chunks, seal, and the operator's steering.
+BACKFILL_CHUNK_TASK = "personio_sync.add_to_backfill"
+BACKFILL_SEAL_TASK = "personio_sync.seal_backfill"
+BACKFILL_PAUSE_TASK = "personio_sync.pause_backfill"
+BACKFILL_RESUME_TASK = "personio_sync.resume_backfill"
+BACKFILL_CANCEL_TASK = "personio_sync.cancel_backfill"
+BACKFILL_PROGRESS_TASK = "personio_sync.backfill_progress"  # beat: throttled progress and completion events
 PROCESS_UPLOAD_TASK = "personio_sync.process_upload"
 DISPATCH_CONNECTION_TASK = "personio_sync.dispatch_connection"
 PUMP_TASK = "personio_sync.pump"
@@ -26,13 +33,25 @@ REFRESH_ALL_FEEDS_TASK = "personio_sync.refresh_all_feeds"
 CHECK_ALL_HEALTH_TASK = "personio_sync.check_all_health"
 RELAY_EVENTS_TASK = "personio_sync.relay_events"
 
+# Limits of one add_to_backfill chunk (part of the contract: the producer packs chunks to them,
+# the worker refuses a chunk above them). Bytes are the chunk's candidates as compact JSON.
+BACKFILL_CHUNK_MAX_CANDIDATES = 500
+BACKFILL_CHUNK_MAX_BYTES = 16 * 1024 * 1024
+BACKFILL_ID_MAX_LENGTH = 64
+
 # What each task accepts as positional arguments (no task takes keyword arguments). The
 # worker's transport refuses any other call before Celery sees it, so a message that would
 # only crash inside a task is dead-lettered with a reason instead; a test keeps this table
 # equal to the task functions' own signatures.
 TASK_ARGUMENTS: dict[str, tuple[type, ...]] = {
     UPLOAD_TASK: (object,),  # the request is validated by the task itself, field by field
-    BACKFILL_TASK: (object,),
+    BACKFILL_TASK: (object,),  # {"backfill_id", "account_id", "project_id", "expected_total"?} (or the old form with candidates)
+    BACKFILL_CHUNK_TASK: (object,),  # {"backfill_id", "chunk_index", "candidates"}
+    BACKFILL_SEAL_TASK: (object,),  # {"backfill_id", "chunk_count"?}
+    BACKFILL_PAUSE_TASK: (str,),  # backfill id
+    BACKFILL_RESUME_TASK: (str,),
+    BACKFILL_CANCEL_TASK: (str,),
+    BACKFILL_PROGRESS_TASK: (),
     PROCESS_UPLOAD_TASK: (int, str),
     DISPATCH_CONNECTION_TASK: (int,),
     PUMP_TASK: (),
@@ -62,3 +81,6 @@ EVENT_UPLOAD_FINISHED = "upload.finished"
 EVENT_UPLOAD_INVALID = "upload.invalid"
 EVENT_CONNECTION_HEALTH = "connection.health"
 EVENT_MESSAGE_DEAD_LETTERED = "message.dead_lettered"
+EVENT_BACKFILL_PROGRESS = "backfill.progress"
+EVENT_BACKFILL_FINISHED = "backfill.finished"
+EVENT_BACKFILL_REFUSED = "backfill.refused"

@@ -15,7 +15,10 @@ from kombu import Exchange, Queue
 from config import Settings, get_settings
 from config.names import (
     ALL_QUEUES,
+    BACKFILL_CHUNK_TASK,
+    BACKFILL_PROGRESS_TASK,
     BACKFILL_QUEUE,
+    BACKFILL_SEAL_TASK,
     BACKFILL_TASK,
     INTAKE_QUEUE,
     INTERACTIVE_QUEUE,
@@ -58,7 +61,7 @@ def create_app(settings: Settings) -> Celery:
     # worker.transport: kombu's Redis transport that dead-letters poison messages and keeps
     # the messages a live worker holds from being redelivered (a visibility heartbeat).
     # worker.connection: a lost broker connection is reconnected, not an AttributeError that ends the worker.
-    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections"],
+    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections", "tasks.backfills"],
                  amqp="worker.connection:AMQP")
     transport = {
         # With the heartbeat, this is how long a killed worker's messages stay invisible.
@@ -96,6 +99,8 @@ def create_app(settings: Settings) -> Celery:
         task_routes={
             UPLOAD_TASK: {"queue": INTAKE_QUEUE},
             BACKFILL_TASK: {"queue": INTAKE_QUEUE},
+            BACKFILL_CHUNK_TASK: {"queue": INTAKE_QUEUE},
+            BACKFILL_SEAL_TASK: {"queue": INTAKE_QUEUE},
             PROCESS_UPLOAD_TASK: {"queue": INTERACTIVE_QUEUE},
             "personio_sync.*": {"queue": MAINTENANCE_QUEUE},
         },
@@ -113,6 +118,7 @@ def create_app(settings: Settings) -> Celery:
             "refresh-feeds": {"task": "personio_sync.refresh_all_feeds", "schedule": settings.feed_refresh_interval, "options": {"expires": settings.feed_refresh_interval}},
             "check-health": {"task": "personio_sync.check_all_health", "schedule": settings.health_check_interval, "options": {"expires": settings.health_check_interval}},
             "relay-events": {"task": "personio_sync.relay_events", "schedule": settings.events_relay_interval, "options": {"expires": settings.events_relay_interval * 2}},
+            "backfill-progress": {"task": BACKFILL_PROGRESS_TASK, "schedule": settings.backfill_progress_interval, "options": {"expires": settings.backfill_progress_interval * 2}},
         },
     )
     return app

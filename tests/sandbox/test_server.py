@@ -1183,6 +1183,7 @@ def test_config_round_trips_through_json() -> None:
     "data",
     [{"rate_limit": 0}, {"latency": [0.2, 0.1]}, {"companies": [{"company_id": 1}]},
      {"companies": [{"company_id": 1, "access_token": "t", "domain": "d", "jobs": [{"id": "x", "name": "n"}]}]},
+     {"companies": [{"company_id": 1, "access_token": "t", "domain": "d", "custom_phases": ["interview"]}]},
      {"nonsense": True}],
 )
 def test_invalid_config_is_rejected(data: dict[str, Any]) -> None:
