@@ -1,5 +1,6 @@
 """SQLAlchemy 2.0 models: the database is the source of truth for what still has to be sent."""
 
+from models.backfill import Backfill, BackfillChunk, BackfillKind, BackfillState
 from models.base import Base, utcnow
 from models.connection import HOLDING_HEALTH, Connection, Health, Job, ProjectLink
 from models.outbox import OutboxEvent
@@ -16,6 +17,10 @@ __all__ = [
     "HOLDING_HEALTH",
     "TERMINAL_STATES",
     "ApplicationClaim",
+    "Backfill",
+    "BackfillChunk",
+    "BackfillKind",
+    "BackfillState",
     "Base",
     "Connection",
     "DocumentSource",

@@ -22,6 +22,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from models import Connection, Priority, Upload, UploadState
+from services.backfill import backfill_turns, mark_dispatched
 from services.context import RateLimiter, UploadPolicy
 from services.processing import new_lease_token
 from services.uploads import transition
@@ -63,25 +64,26 @@ def dispatch_connection(
         return DispatchResult([], budget.wait)
     # ``remaining`` counts the slots left after one more request: one more can start.
     wanted = min(free_slots, budget.remaining + 1)
-    candidates: list[tuple[int, Priority]] = []
-    # One indexed query per priority (interactive first) instead of a sort over the backlog.
-    for priority in (Priority.INTERACTIVE, Priority.BACKFILL):
-        if len(candidates) >= wanted:
-            break
-        candidates += [
-            (upload_id, priority)
-            for upload_id in session.scalars(
-                select(Upload.id)
-                .where(
-                    Upload.state == UploadState.QUEUED,
-                    Upload.connection_id == connection_id,
-                    Upload.priority == priority,
-                    Upload.next_attempt_at <= now,
-                )
-                .order_by(Upload.next_attempt_at, Upload.id)
-                .limit(wanted - len(candidates))
+    # Indexed queries with a limit instead of a sort over the backlog: recruiter clicks first,
+    # then the backfills in turns (round-robin; paused ones start nothing; services.backfill).
+    candidates: list[tuple[int, Priority]] = [
+        (upload_id, Priority.INTERACTIVE)
+        for upload_id in session.scalars(
+            select(Upload.id)
+            .where(
+                Upload.state == UploadState.QUEUED,
+                Upload.connection_id == connection_id,
+                Upload.priority == Priority.INTERACTIVE,
+                Upload.next_attempt_at <= now,
             )
-        ]
+            .order_by(Upload.next_attempt_at, Upload.id)
+            .limit(wanted)
+        )
+    ]
+    if len(candidates) < wanted:
+        backfill_ids, served = backfill_turns(session, connection_id, wanted - len(candidates), now)
+        candidates += [(upload_id, Priority.BACKFILL) for upload_id in backfill_ids]
+        mark_dispatched(session, served, now)
     claimed: list[Claimed] = []
     lease_until = now + timedelta(seconds=policy.lease)
     for upload_id, priority in candidates:

@@ -12,14 +12,45 @@ stays out of them.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
 
-from config.names import BACKFILL_TASK, INTAKE_QUEUE, UPLOAD_TASK
+from config.names import (
+    BACKFILL_CANCEL_TASK,
+    BACKFILL_CHUNK_MAX_BYTES,
+    BACKFILL_CHUNK_MAX_CANDIDATES,
+    BACKFILL_CHUNK_TASK,
+    BACKFILL_PAUSE_TASK,
+    BACKFILL_RESUME_TASK,
+    BACKFILL_SEAL_TASK,
+    BACKFILL_TASK,
+    INTAKE_QUEUE,
+    UPLOAD_TASK,
+)
 
-__all__ = ["BACKFILL_TASK", "INTAKE_QUEUE", "UPLOAD_TASK", "send_backfill", "send_upload_request"]
+__all__ = [
+    "BACKFILL_CHUNK_MAX_BYTES",
+    "BACKFILL_CHUNK_MAX_CANDIDATES",
+    "BACKFILL_CHUNK_TASK",
+    "BACKFILL_SEAL_TASK",
+    "BACKFILL_TASK",
+    "INTAKE_QUEUE",
+    "UPLOAD_TASK",
+    "BackfillChunkError",
+    "backfill_chunks",
+    "send_backfill",
+    "send_backfill_cancel",
+    "send_backfill_chunk",
+    "send_backfill_pause",
+    "send_backfill_resume",
+    "send_backfill_seal",
+    "send_backfill_start",
+    "send_upload_request",
+]
 
 
 @lru_cache(maxsize=8)
@@ -42,7 +73,111 @@ def send_upload_request(request: dict[str, Any], *, broker_url: str) -> str:
     return _send(UPLOAD_TASK, request, f"upload request {request.get('request_id')!s:.128}", broker_url)
 
 
+def _send_id(task: str, backfill_id: str, broker_url: str) -> str:
+    result = _producer(broker_url).send_task(task, args=[backfill_id], queue=INTAKE_QUEUE, argsrepr=f"[{backfill_id!s:.64}]", kwargsrepr="{}")
+    return str(result.id)
+
+
+class BackfillChunkError(ValueError):
+    """A chunk the worker would refuse: the message names the field and the fix."""
+
+
+def candidate_entry_size(entry: Any) -> int:
+    """Bytes of one candidate entry as the worker measures a chunk (compact JSON, UTF-8)."""
+    return len(json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass"))
+
+
+def backfill_chunks(
+    entries: Iterable[Any], *, max_candidates: int = BACKFILL_CHUNK_MAX_CANDIDATES, max_bytes: int = BACKFILL_CHUNK_MAX_BYTES
+) -> Iterator[list[Any]]:
+    """Pack candidate entries (streamed: any iterable) into chunks within the contract's limits.
+
+    Raises :class:`BackfillChunkError` for a single entry larger than ``max_bytes``.
+    """
+    chunk: list[Any] = []
+    size = 0
+    for position, entry in enumerate(entries):
+        entry_size = candidate_entry_size(entry)
+        if entry_size > max_bytes:
+            raise BackfillChunkError(
+                f"candidate #{position}: is {entry_size} bytes as JSON, more than a chunk holds ({max_bytes}); "
+                "send its documents by url instead of inline, or make them smaller."
+            )
+        if chunk and (len(chunk) >= max_candidates or size + entry_size > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += entry_size
+    if chunk:
+        yield chunk
+
+
+def send_backfill_start(
+    backfill_id: str, *, account_id: str, project_id: str, expected_total: int | None = None, broker_url: str
+) -> str:
+    """Open a backfill (idempotent by ``backfill_id``); returns the Celery message id."""
+    payload: dict[str, Any] = {"backfill_id": backfill_id, "account_id": account_id, "project_id": project_id}
+    if expected_total is not None:
+        payload["expected_total"] = expected_total
+    return _send(BACKFILL_TASK, payload, f"backfill {backfill_id!s:.64} start", broker_url)
+
+
+def send_backfill_chunk(backfill_id: str, chunk_index: int, candidates: list[Any], *, broker_url: str) -> str:
+    """Send one chunk: candidates (or ``{"request_id", "candidate"}`` entries) within the limits.
+
+    ``chunk_index`` numbers the chunks of the backfill from 0; sending a chunk again with the
+    same index records nothing twice. Raises :class:`BackfillChunkError` above the limits.
+    """
+    if len(candidates) > BACKFILL_CHUNK_MAX_CANDIDATES:
+        raise BackfillChunkError(
+            f"candidates: a chunk holds at most {BACKFILL_CHUNK_MAX_CANDIDATES} candidates, this one has {len(candidates)}; "
+            "split it (backfill_chunks() does)."
+        )
+    size = sum(candidate_entry_size(entry) for entry in candidates)
+    if size > BACKFILL_CHUNK_MAX_BYTES:
+        raise BackfillChunkError(
+            f"candidates: a chunk holds at most {BACKFILL_CHUNK_MAX_BYTES} bytes of JSON, this one has {size}; "
+            "send fewer candidates per chunk (backfill_chunks() packs them), or documents by url."
+        )
+    payload = {"backfill_id": backfill_id, "chunk_index": chunk_index, "candidates": candidates}
+    return _send(BACKFILL_CHUNK_TASK, payload, f"backfill {backfill_id!s:.64} chunk {chunk_index} of {len(candidates)}", broker_url)
+
+
+def send_backfill_seal(backfill_id: str, *, chunk_count: int | None = None, broker_url: str) -> str:
+    """Say the backfill is complete (optionally: it has ``chunk_count`` chunks, 0 … n-1)."""
+    payload: dict[str, Any] = {"backfill_id": backfill_id}
+    if chunk_count is not None:
+        payload["chunk_count"] = chunk_count
+    return _send(BACKFILL_SEAL_TASK, payload, f"backfill {backfill_id!s:.64} seal", broker_url)
+
+
+def send_backfill_pause(backfill_id: str, *, broker_url: str) -> str:
+    return _send_id(BACKFILL_PAUSE_TASK, backfill_id, broker_url)
+
+
+def send_backfill_resume(backfill_id: str, *, broker_url: str) -> str:
+    return _send_id(BACKFILL_RESUME_TASK, backfill_id, broker_url)
+
+
+def send_backfill_cancel(backfill_id: str, *, broker_url: str) -> str:
+    return _send_id(BACKFILL_CANCEL_TASK, backfill_id, broker_url)
+
+
 def send_backfill(backfill: dict[str, Any], *, broker_url: str) -> str:
-    """Queue a backfill: ``{"backfill_id", "account_id", "project_id", "candidates": [...]}``."""
-    summary = f"backfill {backfill.get('backfill_id')!s:.64} with {len(backfill.get('candidates') or [])} candidates"
-    return _send(BACKFILL_TASK, backfill, summary, broker_url)
+    """Send a whole backfill ``{"backfill_id", "account_id", "project_id", "candidates": [...]}`` in chunks.
+
+    Start, chunks within the limits, seal. Each candidate keeps the request_id the single-message
+    form gave it (``{backfill_id}:{index}``) unless it brings its own. Returns the backfill id.
+    """
+    backfill_id = str(backfill["backfill_id"])
+    candidates = list(backfill.get("candidates") or [])
+    entries = (
+        entry if isinstance(entry, dict) and "candidate" in entry else {"request_id": f"{backfill_id}:{index}", "candidate": entry}
+        for index, entry in enumerate(candidates)
+    )
+    send_backfill_start(backfill_id, account_id=backfill["account_id"], project_id=backfill["project_id"], expected_total=len(candidates), broker_url=broker_url)
+    count = 0
+    for count, chunk in enumerate(backfill_chunks(entries), 1):
+        send_backfill_chunk(backfill_id, count - 1, chunk, broker_url=broker_url)
+    send_backfill_seal(backfill_id, chunk_count=count, broker_url=broker_url)
+    return backfill_id

@@ -10,7 +10,7 @@ from celery import Task, shared_task
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from config.names import BACKFILL_TASK, PROCESS_UPLOAD_TASK, UPLOAD_TASK
+from config.names import PROCESS_UPLOAD_TASK, UPLOAD_TASK
 from models import UploadState, utcnow
 from services.intake import record_intake_failure
 from services.processing import process_upload
@@ -60,18 +60,6 @@ def upload_candidate(self: Task, request: Any) -> None:
         except TRANSIENT_ERRORS as error:
             # Recorded and queued: the beat pump dispatches it once Redis answers again.
             log.warning("dispatch after intake of %s deferred to the pump (%s)", received.upload_id, type(error).__name__)
-
-
-@shared_task(name=BACKFILL_TASK, acks_late=True)
-def start_backfill(backfill: dict[str, Any]) -> None:
-    """Record many candidates of one project as backfill uploads (they yield to recruiter clicks)."""
-    from services.backfill import record_backfill
-
-    runtime = get_runtime()
-    with runtime.session() as session:
-        connection_ids = record_backfill(session, backfill, policy=runtime.intake_policy(), events=runtime.events_for(session), now=utcnow())
-    for connection_id in connection_ids:
-        dispatch_now(connection_id)
 
 
 @shared_task(name=PROCESS_UPLOAD_TASK, acks_late=True)

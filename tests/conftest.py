@@ -2,10 +2,11 @@
 
 The database is SQLite in the test's tmp_path unless ``DATABASE_URL`` points at
 PostgreSQL; then one throw-away database is created for the whole session (dropped at
-the end) and every table is emptied before each test. Services commit as they go and
-several tests need two sessions that see each other's commits, so isolation comes from
-a fresh database (SQLite) or truncation (PostgreSQL) instead of one rolled-back outer
-transaction.
+the end) and every table is emptied before each test. Tests that need two sessions,
+threads or processes seeing each other's commits get that fresh database (SQLite) or
+truncation (PostgreSQL). Tests whose data only their own session reads are marked
+``rolled_back``: their ``session`` runs in one outer transaction on a database migrated
+once, rolled back at teardown (``db_session``), which is much cheaper.
 
 No test may reach a real host: an autouse guard refuses every socket connection that is
 not loopback or a unix socket, and every DNS lookup of a name other than localhost.
@@ -213,9 +214,61 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
 
 
+# What gives a test a database of its own; a test that asks for one of these (itself or
+# through a fixture) needs real commits, so its ``session`` is never the rolled-back one.
+_REAL_DATABASE_FIXTURES = frozenset({"db_url", "fresh_db_url", "migrated_db_url", "engine", "session_factory"})
+
+
+@pytest.fixture(scope="session")
+def _rollback_engine(postgres_base_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One migrated database for the whole run that only ever sees rolled-back transactions."""
+    if postgres_base_url is None:
+        url = f"sqlite:///{tmp_path_factory.mktemp('rollback-db') / 'personio-sync.db'}"
+    else:
+        url = _create_pg_database(postgres_base_url, "personio_sync_rollback")
+    try:
+        migrate(url, tmp_path_factory.mktemp("rollback-migrate-lock"))
+        engine = create_db_engine(url, pool_size=2, max_overflow=0)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+    finally:
+        if postgres_base_url is not None:
+            _drop_pg_database(postgres_base_url, url)
+
+
 @pytest.fixture
-def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
-    session = session_factory()
+def db_session(_rollback_engine: Engine) -> Iterator[Session]:
+    """A session inside one transaction that is rolled back when the test ends.
+
+    ``commit()`` in the code under test only releases a SAVEPOINT
+    (``join_transaction_mode="create_savepoint"``), so services commit and roll back as in
+    production, yet nothing outlives the test and no migration runs per test. Nothing
+    else can see the data: no second session, thread or process.
+    """
+    with _rollback_engine.connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+
+
+@pytest.fixture
+def session(request: pytest.FixtureRequest) -> Iterator[Session]:
+    """The test's database session.
+
+    Marked ``rolled_back`` (a test or its module), it is ``db_session`` unless the test
+    also asks for a database of its own (``session_factory``, ``engine``, a URL): then,
+    as everywhere else, a session of ``session_factory`` on this test's real database.
+    """
+    if request.node.get_closest_marker("rolled_back") and not _REAL_DATABASE_FIXTURES & set(request.fixturenames):
+        yield request.getfixturevalue("db_session")
+        return
+    session = request.getfixturevalue("session_factory")()
     try:
         yield session
     finally:
@@ -285,11 +338,8 @@ def sandbox_config() -> SandboxConfig:
 
 @pytest.fixture
 def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxServer]:
-    server = start_sandbox(sandbox_config)
-    try:
+    with start_sandbox(sandbox_config) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # ---------------------------------------------------------- service helpers

@@ -15,7 +15,7 @@ from models import Base
 from models.db import alembic_config, migrate
 from tests.concurrency import run_at_once
 
-TABLES = {"connections", "jobs", "project_links", "uploads", "upload_documents", "upload_events", "application_claims", "event_outbox"}
+TABLES = {"connections", "jobs", "project_links", "uploads", "upload_documents", "upload_events", "application_claims", "event_outbox", "backfills", "backfill_chunks"}
 
 
 def head_revision(url: str) -> str:

@@ -23,6 +23,8 @@ from services.uploads import receive_upload
 from tests.factories import make_connection
 from tests.services.bad_requests import ACCOUNT, INVALID, POLICY, REJECTED, Case, cases, secrets
 
+pytestmark = pytest.mark.rolled_back
+
 if TYPE_CHECKING:
     from tests.conftest import Clock
 

@@ -28,6 +28,8 @@ from tests.concurrency import run_at_once
 from tests.conftest import Clock
 from tests.factories import make_connection
 
+pytestmark = pytest.mark.rolled_back
+
 STREAM = "test:events"
 
 

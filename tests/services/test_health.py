@@ -20,6 +20,8 @@ from services.uploads import transition
 from tests.factories import make_connection, make_upload
 from tests.openapi import SpecValidationRecorder
 
+pytestmark = pytest.mark.rolled_back
+
 if TYPE_CHECKING:
     from services.schemas import IntakePolicy
     from tests.conftest import Clock

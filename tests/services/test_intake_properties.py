@@ -13,6 +13,7 @@ import itertools
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session
@@ -23,6 +24,8 @@ from services.schemas import IntakePolicy, usable_request_id
 from services.secrets import TokenCipher
 from services.uploads import receive_upload, upload_status
 from tests.factories import make_connection
+
+pytestmark = pytest.mark.rolled_back
 
 if TYPE_CHECKING:
     from tests.conftest import Clock

@@ -16,6 +16,8 @@ from services.rotation import rotate_tokens
 from services.secrets import GENERATED_KEY_FILE, SecretKeyError, TokenCipher, load_cipher
 from tests.factories import make_connection
 
+pytestmark = pytest.mark.rolled_back
+
 TOKEN = "recruiting-token-0123456789"
 
 

@@ -19,6 +19,8 @@ from services.secrets import TokenCipher
 from services.uploads import receive_upload, upload_status
 from tests.factories import make_connection
 
+pytestmark = pytest.mark.rolled_back
+
 if TYPE_CHECKING:
     from tests.conftest import Clock
 
