@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ratelimit.latency import LatencyStats, ObservedLatency
 from ratelimit.limiter import Acquisition, CompanyRateLimiter, RateBudget, parse_rate
 
-__all__ = ["Acquisition", "CompanyRateLimiter", "RateBudget", "parse_rate"]
+__all__ = ["Acquisition", "CompanyRateLimiter", "LatencyStats", "ObservedLatency", "RateBudget", "parse_rate"]

@@ -19,6 +19,12 @@ Why a sliding log, and why widened (docs/reliability.md, "Shared rate limit"):
   429s). Widening the *window* by the latency spread, 20/62 s, reached 0.97 with zero
   429s. ``RateBudget.margin`` is that widening: set it to the latency spread (max - min
   one-way latency, e.g. p99.9 - p0.1), about 2 s for Personio, i.e. 20 per 62 s.
+* A fixed 2 s caps utilisation at 60/62 = 0.968 even when Personio answers steadily. With
+  ``RateBudget.margin_floor`` set, the margin follows each company's measured spread of answer
+  times (p95 - p5 of the last answers, ``ratelimit.latency``), clamped to [floor, margin]; the
+  configured margin stays the ceiling and the fallback. An answer time runs from taking the
+  slot to the answer, so it contains the slot-to-arrival delay whose spread matters, plus the
+  server's work and the way back, which only widen it.
 
 Each call runs one Lua script (EVALSHA) that reads the lock-out key, trims the log,
 counts it and appends to it; nothing is read in Python and written back, so concurrent
@@ -34,8 +40,10 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ratelimit.latency import latency_key
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -63,13 +71,24 @@ end
 """
 
 # KEYS[1] = request log (sorted set, score = µs), KEYS[2] = lock-out (string, value = µs
-# at which it ends). ARGV: now µs or '' for server TIME, window µs, limit,
-# '1' to take a slot / '0' to only look, nonce for the member, log expiry ms.
-# Returns {granted, wait µs, locked out, remaining, used, member}.
+# at which it ends), KEYS[3] = the company's answer times (ratelimit.latency). ARGV: now µs
+# or '' for server TIME, widest window µs (period + margin), limit, '1' to take a slot / '0'
+# to only look, nonce for the member, log expiry ms, period µs, margin floor µs ('' = the
+# margin is fixed). Returns {granted, wait µs, locked out, remaining, used, member, window µs}.
 _ACQUIRE_LUA = _NOW_LUA + """
-local window = tonumber(ARGV[2])
+local widest = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local take = ARGV[4] == '1'
+local window = widest
+if ARGV[8] ~= '' then
+  -- Adaptive margin: the observed spread of answer times, at least the floor, at most the
+  -- configured margin, which is also the fallback while nothing has been observed.
+  local spread = tonumber(redis.call('HGET', KEYS[3], 'spread') or '')
+  if spread then
+    local period = tonumber(ARGV[7])
+    window = period + math.min(math.max(spread, tonumber(ARGV[8])), widest - period)
+  end
+end
 local floor = string.format('%.0f', now - window)
 
 local lock_wait = 0
@@ -78,9 +97,10 @@ if lock_until > now then
   lock_wait = lock_until - now
 end
 
--- Only a real acquisition writes; a peek must leave the log exactly as it found it.
+-- Only a real acquisition writes; a peek must leave the log exactly as it found it. The
+-- log keeps the widest window, so a margin that grows again still sees every entry.
 if take then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', floor)
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - widest))
 end
 local used = redis.call('ZCOUNT', KEYS[1], '(' .. floor, '+inf')
 
@@ -99,7 +119,7 @@ if lock_wait > 0 or window_wait > 0 then
   local remaining = limit - used
   if remaining < 0 then remaining = 0 end
   return {0, string.format('%.0f', math.max(lock_wait, window_wait)), locked,
-          remaining, used, ''}
+          remaining, used, '', string.format('%.0f', window)}
 end
 
 local member = ''
@@ -109,7 +129,7 @@ if take then
   redis.call('ZADD', KEYS[1], score, member)
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 end
-return {1, '0', 0, limit - used - 1, used, member}
+return {1, '0', 0, limit - used - 1, used, member, string.format('%.0f', window)}
 """
 
 # KEYS[1] = lock-out key. ARGV: now µs or '', duration µs ('0' = only read), expiry slack ms.
@@ -166,12 +186,19 @@ def parse_rate(text: str) -> tuple[int, float]:
 
 @dataclass(frozen=True)
 class RateBudget:
-    """At most ``limit`` requests per ``period + margin`` seconds, and the 429 penalty."""
+    """At most ``limit`` requests per ``period + margin`` seconds, and the 429 penalty.
+
+    With ``margin_floor`` set the margin adapts per company: the observed spread of Personio's
+    answer times (``ratelimit.latency``), never below ``margin_floor`` and never above
+    ``margin``, which stays the fallback while a company has no observations. Without it the
+    margin is fixed.
+    """
 
     limit: int
     period: float
     margin: float = 0.0
     lockout: float | None = None
+    margin_floor: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
@@ -182,11 +209,24 @@ class RateBudget:
             raise ValueError(f"rate budget margin must be >= 0 seconds, got {self.margin!r}")
         if self.lockout is not None and (not math.isfinite(self.lockout) or self.lockout <= 0):
             raise ValueError(f"rate budget lockout must be > 0 seconds, got {self.lockout!r}")
+        if self.margin_floor is not None and (
+            not math.isfinite(self.margin_floor) or not 0 <= self.margin_floor <= self.margin
+        ):
+            raise ValueError(
+                f"rate budget margin floor must be between 0 and the margin ({self.margin!r}) seconds, "
+                f"got {self.margin_floor!r}"
+            )
 
     @property
     def window(self) -> float:
-        """Seconds the sliding log looks back: the period widened by the latency spread."""
+        """Seconds the sliding log looks back at most: the period widened by the whole margin."""
         return self.period + self.margin
+
+    def margin_for(self, spread: float | None) -> float:
+        """The margin used for a company whose answer times spread by ``spread`` seconds."""
+        if self.margin_floor is None or spread is None:
+            return self.margin
+        return min(max(spread, self.margin_floor), self.margin)
 
     @property
     def lockout_seconds(self) -> float:
@@ -217,6 +257,8 @@ class Acquisition:
     locked_out: bool
     remaining: int
     slot: str | None = None
+    # Seconds the log looked back for this answer (period + margin); informative, so not compared.
+    window: float | None = field(default=None, compare=False)
 
 
 class CompanyRateLimiter:
@@ -241,6 +283,8 @@ class CompanyRateLimiter:
         self._per_endpoint = per_endpoint
         self._clock = clock
         self._window_us = _to_micros(budget.window)
+        self._period_us = _to_micros(budget.period)
+        self._floor_arg = "" if budget.margin_floor is None else str(_to_micros(budget.margin_floor))
         self._expiry_slack_ms = (
             _EXPIRY_SLACK_MS if clock is None else _INJECTED_CLOCK_EXPIRY_SLACK_MS
         )
@@ -308,7 +352,11 @@ class CompanyRateLimiter:
 
     def _run(self, company: str, endpoint: str, *, take: bool) -> tuple[Acquisition, int]:
         reply: list[Any] = self._acquire_script(
-            keys=[self._log_key(company, endpoint), self._lock_key(company)],
+            keys=[
+                self._log_key(company, endpoint),
+                self._lock_key(company),
+                latency_key(self._key_prefix, company),
+            ],
             args=[
                 self._now_arg(),
                 self._window_us,
@@ -316,9 +364,11 @@ class CompanyRateLimiter:
                 "1" if take else "0",
                 uuid.uuid4().hex,
                 self._log_ttl_ms,
+                self._period_us,
+                self._floor_arg,
             ],
         )
-        granted, wait_us, locked, remaining, used, member = reply
+        granted, wait_us, locked, remaining, used, member, window_us = reply
         slot = member.decode() if isinstance(member, bytes) else member
         acquisition = Acquisition(
             granted=bool(int(granted)),
@@ -326,6 +376,7 @@ class CompanyRateLimiter:
             locked_out=bool(int(locked)),
             remaining=int(remaining),
             slot=slot or None,
+            window=int(window_us) / _MICROS,
         )
         return acquisition, int(used)
 

@@ -14,6 +14,7 @@ dispatches it again. The lease is why a live attempt is never doubled.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from models import Connection, Priority, Upload, UploadState
 from services.backfill import backfill_turns, mark_dispatched
-from services.context import RateLimiter, UploadPolicy
+from services.context import LatencyTracker, RateLimiter, UploadPolicy
 from services.processing import new_lease_token
 from services.uploads import transition
 
@@ -44,9 +45,42 @@ class DispatchResult:
     wake_in: float | None  # budget or cap is exhausted: try again after this many seconds
 
 
+# Little's law gives the uploads in flight that keep the budget busy at the observed answer
+# time; the headroom and the one extra cover our own time between requests (commits, the Celery
+# hop from one upload to the next), which the answer time does not contain.
+IN_FLIGHT_HEADROOM = 1.5
+# In flight while a company has no observed answer time yet: the former fixed cap.
+UNOBSERVED_IN_FLIGHT = 2
+
+
+def in_flight_cap(*, rate: float, latency: float | None, maximum: int) -> int:
+    """Uploads of one company allowed in flight: what ``rate`` requests/s keep busy at ``latency`` s each.
+
+    At least 1 and at most ``maximum``. The budget itself is enforced per request by the limiter,
+    so a higher cap never causes a 429; it only lets more uploads wait for their slot.
+    """
+    if maximum < 1:
+        return 0
+    if latency is None or not math.isfinite(latency) or not math.isfinite(rate):
+        return min(UNOBSERVED_IN_FLIGHT, maximum)
+    wanted = math.ceil(max(rate, 0.0) * max(latency, 0.0) * IN_FLIGHT_HEADROOM) + 1
+    return max(1, min(maximum, wanted))
+
+
 def dispatch_connection(
-    session: Session, connection_id: int, *, policy: UploadPolicy, limiter: RateLimiter, now: datetime
+    session: Session,
+    connection_id: int,
+    *,
+    policy: UploadPolicy,
+    limiter: RateLimiter,
+    now: datetime,
+    latency: LatencyTracker | None = None,
 ) -> DispatchResult:
+    """Claim what the company can start now: up to its in-flight cap and never more than its budget left.
+
+    With ``latency`` the cap follows the company's observed answer time (:func:`in_flight_cap`,
+    bounded by ``policy.company_concurrency``); without it the cap is that bound.
+    """
     connection = session.get(Connection, connection_id)
     if connection is None:
         return DispatchResult([], None)
@@ -55,7 +89,11 @@ def dispatch_connection(
             Upload.connection_id == connection_id, Upload.state == UploadState.SENDING, Upload.lease_until > now
         )
     ) or 0
-    free_slots = policy.company_concurrency - in_flight
+    cap = policy.company_concurrency
+    if latency is not None:
+        observed = latency.observed(str(connection.company_id))
+        cap = in_flight_cap(rate=policy.budget_per_second, latency=observed.mean, maximum=policy.company_concurrency)
+    free_slots = cap - in_flight
     if free_slots <= 0:
         return DispatchResult([], None)  # a finishing step dispatches the next one
     # Every upload ends with an application POST, so that is the budget that decides.

@@ -69,7 +69,7 @@ from services.connections import health_message, record_channel_invalid, set_hea
 from services.context import SyncDeps
 from services.documents import DocumentFetchError
 from services.health import observe_personio_answered, observe_rate_limited
-from services.messages import personio_said, render, render_both
+from services.messages import personio_said, render, render_both, retry_cause
 from services.retention import claim_keys
 from services.schemas import format_size
 from services.uploads import finish, outcome_event, transition
@@ -93,11 +93,13 @@ class StepResult:
 
 
 class _Park(Exception):
-    def __init__(self, delay: float, reason: str, *, count_attempt: bool = False, keep_place: bool = False) -> None:
+    def __init__(self, delay: float, reason: str, *, count_attempt: bool = False, keep_place: bool = False, cause: dict[str, str] | None = None) -> None:
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
         self.count_attempt = count_attempt
+        # What the recruiter is told failed, if this was the last attempt (see retry_cause).
+        self.cause = cause if cause is not None else retry_cause(reason)
         # Keep the upload's place in its company's line (its old next_attempt_at): a step
         # that stopped for budget resumes before the backlog starts new uploads, so the
         # company does not pile up half-sent uploads. The budget itself holds it back.
@@ -217,7 +219,7 @@ def _park(session: Session, deps: SyncDeps, upload: Upload, park: _Park) -> Step
     if park.count_attempt:
         upload.attempts += 1
         if upload.attempts >= deps.policy.max_attempts:
-            finish(upload, UploadState.FAILED, now, reason_code="personio-sync.retries-exhausted", attempts=upload.attempts, detail=park.reason)
+            finish(upload, UploadState.FAILED, now, reason_code="personio-sync.retries-exhausted", attempts=upload.attempts, detail=park.reason, cause=park.cause)
             deps.events.publish(outcome_event(upload))  # commits with the outcome (outbox)
             session.commit()
             log.warning("upload %s failed after %d attempts (%s)", upload.request_id, upload.attempts, park.reason)
@@ -418,7 +420,10 @@ def _document_content(session: Session, deps: SyncDeps, document: UploadDocument
                 detail=error.detail,
                 limit=format_size(deps.policy.url_document_max_bytes),
             ) from None
-        raise _Park(backoff_delay(document.upload.attempts + 1, deps), f"document download failed ({error.detail})", count_attempt=True) from None
+        raise _Park(
+            backoff_delay(document.upload.attempts + 1, deps), f"document download failed ({error.detail})", count_attempt=True,
+            cause=retry_cause("personio-sync.document-fetch-failed", filename=document.filename, detail=error.detail),
+        ) from None
     document.content = content
     document.size = len(content)
     document.sha256 = hashlib.sha256(content).hexdigest()

@@ -23,7 +23,9 @@ def dispatch_now(connection_id: int) -> int:
     """Claim what the connection's company can start now and enqueue it; returns how many."""
     runtime = get_runtime()
     with runtime.session() as session:
-        result = dispatch_connection(session, connection_id, policy=runtime.upload_policy, limiter=runtime.limiter, now=utcnow())
+        result = dispatch_connection(
+            session, connection_id, policy=runtime.upload_policy, limiter=runtime.limiter, now=utcnow(), latency=runtime.latency
+        )
     # The session committed the claim as the block ended: only now may its messages go out.
     app = get_app()
     for claimed in result.claimed:

@@ -54,7 +54,7 @@ def test_defaults_without_any_variable(tmp_path: Path, monkeypatch: pytest.Monke
     assert (settings.backoff_base, settings.backoff_cap) == (2.0, 600.0)
     assert settings.visibility_timeout == 30.0
     assert settings.lease_seconds == 300.0
-    assert (settings.company_concurrency, settings.worker_concurrency) == (2, 32)
+    assert (settings.company_concurrency, settings.worker_concurrency) == (8, 32)
     assert settings.inline_document_max_bytes == 10 * 1024 * 1024
     assert settings.url_document_max_bytes == 20 * 1024 * 1024
     assert settings.document_url_hosts == ()
@@ -172,7 +172,22 @@ def test_time_scaled_rate_limit_scales_margin_and_lockout() -> None:
 
     assert settings.rate_limit == RateLimitSetting(20, 2.0)
     assert settings.rate_limit_margin == pytest.approx(2.0 / 30)
+    assert settings.rate_limit_margin_floor == pytest.approx(2.0 / 300)
     assert settings.lockout_seconds == 2.0
+
+
+def test_margin_floor_defaults_to_a_tenth_of_the_margin_and_may_not_exceed_it() -> None:
+    assert load_settings({}).rate_limit_margin_floor == pytest.approx(0.2)
+    assert load_settings({"PERSONIO_RATE_LIMIT_MARGIN": "0"}).rate_limit_margin_floor == 0.0
+    assert load_settings({"PERSONIO_RATE_LIMIT_MARGIN_FLOOR": "2s"}).rate_limit_margin_floor == 2.0  # fixed margin
+    with pytest.raises(ConfigError, match="must not exceed the margin"):
+        load_settings({"PERSONIO_RATE_LIMIT_MARGIN_FLOOR": "3s"})
+
+
+def test_max_in_flight_takes_the_new_name_over_the_former_one() -> None:
+    assert load_settings({"PERSONIO_SYNC_COMPANY_CONCURRENCY": "3"}).company_concurrency == 3
+    both = {"PERSONIO_SYNC_COMPANY_CONCURRENCY": "3", "PERSONIO_SYNC_COMPANY_MAX_IN_FLIGHT": "12"}
+    assert load_settings(both).company_concurrency == 12
 
 
 @pytest.mark.parametrize(
@@ -249,7 +264,9 @@ def test_empty_database_url_means_sqlite_in_the_data_dir(tmp_path: Path) -> None
         ("PERSONIO_SYNC_BACKOFF_CAP", "forever", "number of seconds"),
         ("PERSONIO_SYNC_VISIBILITY_TIMEOUT", "soon", "number of seconds"),
         ("PERSONIO_SYNC_LEASE", "5 min", "number of seconds"),
-        ("PERSONIO_SYNC_COMPANY_CONCURRENCY", "1.5", "integer such as 2"),
+        ("PERSONIO_SYNC_COMPANY_CONCURRENCY", "1.5", "integer such as 8"),
+        ("PERSONIO_SYNC_COMPANY_MAX_IN_FLIGHT", "0", "at least 1"),
+        ("PERSONIO_RATE_LIMIT_MARGIN_FLOOR", "soon", "number of seconds"),
         ("PERSONIO_SYNC_WORKER_CONCURRENCY", "-1", "at least 1"),
         ("PERSONIO_SYNC_INLINE_DOCUMENT_MAX_BYTES", "10MB", "integer such as 10485760"),
         ("PERSONIO_SYNC_URL_DOCUMENT_MAX_BYTES", "0", "at least 1"),

@@ -1533,3 +1533,61 @@ def test_persistent_file_not_exists_is_uploaded_again_once_then_rejected(
     assert "could not be reached" not in upload.message_en  # type: ignore[operator]
     uploads_sent = [c for c in mocked.calls if c.request.url.endswith(DOCUMENTS_PATH)]
     assert len(uploads_sent) == 2  # the document was uploaded again exactly once
+
+
+# ================================================================= answer times (issue 12)
+
+
+class AnswerTimes:
+    """A LatencyTracker that keeps what the step reports."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str, float]] = []
+
+    def record(self, company: str, endpoint: str, seconds: float) -> None:
+        self.recorded.append((company, endpoint, seconds))
+
+    def observed(self, company: str) -> Any:
+        raise AssertionError("the step only reports answer times")
+
+
+def test_step_reports_each_answer_time_per_company_and_endpoint(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    answers = AnswerTimes()
+    upload_id = record(session, intake_policy, clock)
+
+    result = step(session, session_factory, replace(deps, latency=answers), upload_id)
+
+    assert result.state == UploadState.SUBMITTED
+    assert [(company, endpoint) for company, endpoint, _ in answers.recorded] == [(str(COMPANY), "documents"), (str(COMPANY), "applications")]
+    assert all(0 < seconds < 5 for _, _, seconds in answers.recorded)
+
+
+@pytest.mark.parametrize(("failure", "reported"), [(422, 1), (503, 1), (requests.ReadTimeout("read timed out"), 0), (requests.ConnectionError("refused"), 0)])
+def test_a_refusal_is_an_answer_time_and_a_transport_failure_is_not(
+    session: Session, session_factory: sessionmaker[Session], mocked_deps: SyncDeps, mocked: responses.RequestsMock, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock, failure: Exception | int, reported: int,
+) -> None:
+    if isinstance(failure, int):
+        mocked.post(MOCK_BASE + DOCUMENTS_PATH, status=failure, json={"success": False, "error": {"message": "no"}})
+    else:
+        mocked.post(MOCK_BASE + DOCUMENTS_PATH, body=failure)
+    answers = AnswerTimes()
+    upload_id = record(session, intake_policy, clock)
+
+    step(session, session_factory, replace(mocked_deps, latency=answers), upload_id)
+
+    assert [endpoint for _, endpoint, _ in answers.recorded] == ["documents"] * reported
+
+
+def test_a_failing_answer_time_store_does_not_fail_the_upload(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    class Broken(AnswerTimes):
+        def record(self, company: str, endpoint: str, seconds: float) -> None:
+            raise ConnectionError("redis is down")
+
+    upload_id = record(session, intake_policy, clock)
+
+    assert step(session, session_factory, replace(deps, latency=Broken()), upload_id).state == UploadState.SUBMITTED

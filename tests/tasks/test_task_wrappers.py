@@ -59,6 +59,7 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         session=session,
         upload_policy=SimpleNamespace(company_concurrency=2),
         limiter=object(),
+        latency=object(),
         deps=lambda session, wake: SimpleNamespace(wake=wake),
     )
     for module in (dispatching, maintenance, upload_tasks):

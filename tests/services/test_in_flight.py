@@ -1,0 +1,170 @@
+"""The adaptive in-flight cap: uploads of one company in flight follow Personio's answer time (issue 12).
+
+``in_flight_cap`` is Little's law with headroom; ``dispatch_connection`` applies it below the
+configured bound and never claims more than the company's budget has left.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import fakeredis
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Connection, Upload
+from ratelimit import CompanyRateLimiter, LatencyStats, RateBudget
+from services.context import UploadPolicy
+from services.dispatch import (
+    IN_FLIGHT_HEADROOM,
+    UNOBSERVED_IN_FLIGHT,
+    dispatch_connection,
+    in_flight_cap,
+)
+from services.schemas import IntakePolicy
+from services.secrets import TokenCipher
+from tests.factories import make_connection, make_upload
+
+if TYPE_CHECKING:
+    from tests.conftest import Clock
+
+COMPANY = 1000
+RATE = 20 / 2.0  # the tests' time-scaled budget, 20 requests per 2 s
+
+
+# ------------------------------------------------------------------ the formula
+
+
+@pytest.mark.parametrize(
+    ("latency", "expected"),
+    [
+        (None, UNOBSERVED_IN_FLIGHT),  # nothing observed yet: the former fixed cap
+        (0.05, 2),  # 20-80 ms answers: as before
+        (0.225, 5),  # 50-400 ms answers: 10/s × 0.225 s × 1.5 = 3.4 → 4, + 1
+        (10.0, 8),  # bounded by the setting
+        (0.0, 1),
+    ],
+)
+def test_cap_follows_latency_within_its_bound(latency: float | None, expected: int) -> None:
+    assert in_flight_cap(rate=RATE, latency=latency, maximum=8) == expected
+
+
+def test_cap_at_personios_real_pace() -> None:
+    # 20 per 60 s, 0.2-1.5 s answers: one upload in flight keeps up; the cap stays at 2.
+    assert in_flight_cap(rate=20 / 60, latency=0.85, maximum=8) == 2
+
+
+@given(
+    rate=st.floats(min_value=0.0, max_value=1000.0),
+    latency=st.one_of(st.none(), st.floats(min_value=0.0, max_value=600.0)),
+    maximum=st.integers(min_value=1, max_value=100),
+)
+def test_cap_is_at_least_one_at_most_the_bound_and_keeps_the_budget_busy(rate: float, latency: float | None, maximum: int) -> None:
+    cap = in_flight_cap(rate=rate, latency=latency, maximum=maximum)
+
+    assert 1 <= cap <= maximum
+    if latency is not None and cap < maximum:
+        # Little's law: that many in flight carry `rate` requests/s at `latency` s each.
+        assert cap >= rate * latency * IN_FLIGHT_HEADROOM
+
+
+@given(rate=st.floats(min_value=0.0, max_value=100.0), low=st.floats(min_value=0.0, max_value=60.0), extra=st.floats(min_value=0.0, max_value=60.0))
+def test_slower_answers_never_lower_the_cap(rate: float, low: float, extra: float) -> None:
+    assert in_flight_cap(rate=rate, latency=low, maximum=50) <= in_flight_cap(rate=rate, latency=low + extra, maximum=50)
+
+
+def test_no_bound_no_flight() -> None:
+    assert in_flight_cap(rate=RATE, latency=1.0, maximum=0) == 0
+    assert in_flight_cap(rate=math.inf, latency=1.0, maximum=3) == min(UNOBSERVED_IN_FLIGHT, 3)
+
+
+# ------------------------------------------------------------------ in dispatch
+
+
+@pytest.fixture
+def latency(fake_redis: fakeredis.FakeRedis) -> LatencyStats:
+    return LatencyStats(fake_redis, key_prefix="test-rl")  # the limiter fixture's prefix
+
+
+@pytest.fixture
+def policy(upload_policy: UploadPolicy) -> UploadPolicy:
+    return replace(upload_policy, company_concurrency=8, budget_per_second=RATE)
+
+
+def _backlog(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, clock: Clock, count: int) -> int:
+    connection_id = make_connection(session, cipher, company_id=COMPANY).id
+    for n in range(count):
+        make_upload(session, intake_policy, clock(), f"r{n}", email=f"c{n}@example.org")
+    session.commit()
+    return connection_id
+
+
+def _claim(session_factory: sessionmaker[Session], connection_id: int, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock, latency: LatencyStats | None) -> int:
+    with session_factory.begin() as session:
+        return len(dispatch_connection(session, connection_id, policy=policy, limiter=limiter, now=clock(), latency=latency).claimed)
+
+
+def _observe(latency: LatencyStats, seconds: float, count: int = 8) -> None:
+    for _ in range(count):
+        latency.record(str(COMPANY), "applications", seconds)
+
+
+def test_slow_answers_put_more_uploads_in_flight(
+    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, latency: LatencyStats, clock: Clock,
+) -> None:
+    connection_id = _backlog(session, cipher, intake_policy, clock, 12)
+    _observe(latency, 0.225)
+
+    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 5
+    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 0  # the cap counts those in flight
+
+
+def test_fast_answers_keep_the_former_cap(
+    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, latency: LatencyStats, clock: Clock,
+) -> None:
+    connection_id = _backlog(session, cipher, intake_policy, clock, 12)
+    _observe(latency, 0.05)
+
+    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 2
+
+
+def test_no_tracker_means_the_bound_is_the_cap(
+    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
+) -> None:
+    connection_id = _backlog(session, cipher, intake_policy, clock, 12)
+
+    assert _claim(session_factory, connection_id, replace(policy, company_concurrency=3), limiter, clock, None) == 3
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(used=st.integers(min_value=0, max_value=20), seconds=st.floats(min_value=0.001, max_value=5.0), bound=st.integers(min_value=1, max_value=12))
+def test_never_more_claims_than_the_cap_or_the_budget_left(
+    session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy, upload_policy: UploadPolicy,
+    fake_redis: fakeredis.FakeRedis, clock: Clock, used: int, seconds: float, bound: int,
+) -> None:
+    fake_redis.flushall()
+    limiter = CompanyRateLimiter(fake_redis, RateBudget(limit=20, period=2.0), key_prefix="test-rl", clock=clock.timestamp)
+    latency = LatencyStats(fake_redis, key_prefix="test-rl")
+    policy = replace(upload_policy, company_concurrency=bound, budget_per_second=RATE)
+    with session_factory() as session:
+        session.execute(delete(Upload))
+        session.execute(delete(Connection))
+        session.commit()
+        connection_id = _backlog(session, cipher, intake_policy, clock, 14)
+    for _ in range(used):
+        assert limiter.try_acquire(str(COMPANY)).granted
+    _observe(latency, seconds)
+
+    claimed = _claim(session_factory, connection_id, policy, limiter, clock, latency)
+
+    assert claimed <= in_flight_cap(rate=RATE, latency=latency.observed(str(COMPANY)).mean, maximum=bound)
+    assert claimed <= 20 - used  # never more than the budget left in the window
+
