@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -42,63 +44,57 @@ def schema(engine: Engine) -> dict[str, Any]:
     }
 
 
-def test_empty_database_upgrades_to_head_and_matches_the_models(fresh_db_url: str, tmp_path: Path) -> None:
+@pytest.fixture
+def fresh_engine(fresh_db_url: str) -> Iterator[Engine]:
+    """An engine on the empty database (it connects only when used)."""
+    engine = create_engine(fresh_db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_empty_database_upgrades_to_head_and_matches_the_models(fresh_db_url: str, fresh_engine: Engine, tmp_path: Path) -> None:
     # given: nothing at all
-    engine = create_engine(fresh_db_url)
-    try:
-        assert inspect(engine).get_table_names() == []
+    assert inspect(fresh_engine).get_table_names() == []
 
-        # when
-        migrate(fresh_db_url, tmp_path)
-
-        # then: every table, at the newest revision
-        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert current_revision(engine) == head_revision(fresh_db_url)
-        # and: autogenerate finds nothing to do, so models and migrations agree
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
-            differences = compare_metadata(context, Base.metadata)
-        assert differences == []
-    finally:
-        engine.dispose()
-
-
-def test_migrate_twice_is_a_no_op(fresh_db_url: str, tmp_path: Path) -> None:
+    # when
     migrate(fresh_db_url, tmp_path)
-    engine = create_engine(fresh_db_url)
-    try:
-        before = schema(engine)
 
-        migrate(fresh_db_url, tmp_path)
+    # then: every table, at the newest revision
+    assert set(inspect(fresh_engine).get_table_names()) == TABLES | {"alembic_version"}
+    assert current_revision(fresh_engine) == head_revision(fresh_db_url)
+    # and: autogenerate finds nothing to do, so models and migrations agree
+    with fresh_engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
 
-        assert schema(engine) == before
-        assert current_revision(engine) == head_revision(fresh_db_url)
-    finally:
-        engine.dispose()
 
-
-def test_downgrade_to_base_and_up_again(fresh_db_url: str, tmp_path: Path) -> None:
+def test_migrate_twice_is_a_no_op(fresh_db_url: str, fresh_engine: Engine, tmp_path: Path) -> None:
     migrate(fresh_db_url, tmp_path)
-    engine = create_engine(fresh_db_url)
-    try:
-        upgraded = schema(engine)
+    before = schema(fresh_engine)
 
-        command.downgrade(alembic_config(fresh_db_url), "base")
-        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-        assert current_revision(engine) is None
+    migrate(fresh_db_url, tmp_path)
 
-        migrate(fresh_db_url, tmp_path)
-        assert schema(engine) == upgraded
-    finally:
-        engine.dispose()
+    assert schema(fresh_engine) == before
+    assert current_revision(fresh_engine) == head_revision(fresh_db_url)
 
 
-def test_processes_starting_together_migrate_once(fresh_db_url: str, tmp_path: Path) -> None:
+def test_downgrade_to_base_and_up_again(fresh_db_url: str, fresh_engine: Engine, tmp_path: Path) -> None:
+    migrate(fresh_db_url, tmp_path)
+    upgraded = schema(fresh_engine)
+
+    command.downgrade(alembic_config(fresh_db_url), "base")
+    assert set(inspect(fresh_engine).get_table_names()) <= {"alembic_version"}
+    assert current_revision(fresh_engine) is None
+
+    migrate(fresh_db_url, tmp_path)
+    assert schema(fresh_engine) == upgraded
+
+
+def test_processes_starting_together_migrate_once(fresh_db_url: str, fresh_engine: Engine, tmp_path: Path) -> None:
     errors = run_at_once(lambda: migrate(fresh_db_url, tmp_path), 3)
 
     assert errors == []
-    engine = create_engine(fresh_db_url)
-    try:
-        assert current_revision(engine) == head_revision(fresh_db_url)
-    finally:
-        engine.dispose()
+    assert current_revision(fresh_engine) == head_revision(fresh_db_url)
