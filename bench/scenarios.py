@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from bench import seed
 from bench.stack import Backends, BenchError, Budget, Child, Environment, Sampler, process_tree
@@ -91,6 +91,13 @@ class Context:
 # =========================================================================== designs
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_ClosableT = TypeVar("_ClosableT", bound=_Closable)
+
+
 class Design:
     """What a scenario needs from a design: seed a backlog, start, send, observe."""
 
@@ -100,6 +107,7 @@ class Design:
         self.env = env
         self.ctx = ctx
         self.worker: Child | None = None
+        self._to_close: list[_Closable] = []
 
     def prepare(self, companies: list[CompanyConfig]) -> None: ...
     def backlog(self, companies: list[CompanyConfig], per_company: int) -> int:
@@ -119,7 +127,7 @@ class Design:
             sampler.track("redis", lambda: [redis_pid])
         me = os.getpid()
         sampler.track("stand-in (bench process)", lambda: [me])
-        client = self._probe_client = self.env.redis_client()
+        client = self._closes(self.env.redis_client())
         memory: dict[str, int] = {}
 
         def probe() -> None:
@@ -130,10 +138,14 @@ class Design:
         sampler.also(probe)
         self.redis_memory = memory
 
+    def _closes(self, resource: _ClosableT) -> _ClosableT:
+        """Remember ``resource`` so ``close`` closes it (whichever steps ran before a failure)."""
+        self._to_close.append(resource)
+        return resource
+
     def close(self) -> None:
-        client = getattr(self, "_probe_client", None)
-        if client is not None:
-            client.close()
+        while self._to_close:
+            self._to_close.pop().close()
 
 
 class Product(Design):
@@ -160,7 +172,7 @@ class Product(Design):
         self.worker = self.env.start("worker", worker_command(self.settings, concurrency=WORKER_CONCURRENCY))
         self.worker.wait_for_log(b" ready.", timeout=90)
         self.env.start("beat", beat_command(self.settings))
-        self._reader = _DbReader(self.settings.database_url)
+        self._reader = self._closes(_DbReader(self.settings.database_url))
 
     def track(self, sampler: Sampler) -> None:
         super().track(sampler)
@@ -181,12 +193,6 @@ class Product(Design):
     def queued(self) -> int:
         return self._reader.count_queued()
 
-    def close(self) -> None:
-        super().close()
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.close()
-
 
 class Naive(Design):
     """bench/naive.py: Celery rate_limit + autoretry on 429, backlog in the broker."""
@@ -201,7 +207,7 @@ class Naive(Design):
         self.env.ensure_redis()
         settings = self.env.settings
         self.broker_url = settings.broker_url
-        self.redis = self.env.redis_client()
+        self.redis = self._closes(self.env.redis_client())
         self.redis.delete(naive.DONE_KEY)
         self.redis.hset(naive.TOKENS_KEY, mapping={str(c.company_id): c.access_token for c in companies})
         self.producer = Celery("bench_naive_producer", broker=self.broker_url, set_as_current=False)
@@ -270,12 +276,6 @@ class Naive(Design):
         from bench import naive
 
         return int(cast(int, self.redis.llen(naive.QUEUE)))
-
-    def close(self) -> None:
-        super().close()
-        redis_client = getattr(self, "redis", None)
-        if redis_client is not None:
-            redis_client.close()
 
 
 TERMINAL = ("submitted", "already_in_personio", "rejected", "failed")

@@ -32,7 +32,7 @@ import pytest
 import redis
 import requests
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -199,13 +199,22 @@ def migrated_db_url(db_url: str, tmp_path: Path) -> str:
     return db_url
 
 
-@pytest.fixture
-def engine(migrated_db_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(migrated_db_url)
+def _disposed_after_use(engine: Engine) -> Iterator[Engine]:
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def engine(migrated_db_url: str) -> Iterator[Engine]:
+    yield from _disposed_after_use(create_db_engine(migrated_db_url))
+
+
+@pytest.fixture
+def fresh_engine(fresh_db_url: str) -> Iterator[Engine]:
+    """A plain engine on the empty database of ``fresh_db_url`` (it connects only when used)."""
+    yield from _disposed_after_use(create_engine(fresh_db_url))
 
 
 @pytest.fixture
@@ -228,11 +237,7 @@ def _rollback_engine(postgres_base_url: str | None, tmp_path_factory: pytest.Tem
         url = _create_pg_database(postgres_base_url, "personio_sync_rollback")
     try:
         migrate(url, tmp_path_factory.mktemp("rollback-migrate-lock"))
-        engine = create_db_engine(url, pool_size=2, max_overflow=0)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
+        yield from _disposed_after_use(create_db_engine(url, pool_size=2, max_overflow=0))
     finally:
         if postgres_base_url is not None:
             _drop_pg_database(postgres_base_url, url)

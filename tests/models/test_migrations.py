@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy import Engine, inspect
 
 from models import Base
 from models.db import alembic_config, migrate
@@ -42,16 +40,6 @@ def schema(engine: Engine) -> dict[str, Any]:
         }
         for table in sorted(inspector.get_table_names())
     }
-
-
-@pytest.fixture
-def fresh_engine(fresh_db_url: str) -> Iterator[Engine]:
-    """An engine on the empty database (it connects only when used)."""
-    engine = create_engine(fresh_db_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def test_empty_database_upgrades_to_head_and_matches_the_models(fresh_db_url: str, fresh_engine: Engine, tmp_path: Path) -> None:

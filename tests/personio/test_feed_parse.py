@@ -380,39 +380,24 @@ def test_default_cap_is_20_mib() -> None:
     assert invalid_code(at_cap + b" ") == "feed.too_large"
 
 
-@pytest.mark.parametrize("data", [b"", b"   \r\n\t "])
-def test_empty_body_is_invalid(data: bytes) -> None:
-    assert invalid_code(data) == "feed.empty_body"
-
-
 @pytest.mark.parametrize(
-    "data",
+    ("data", "code"),
     [
-        b'<?xml version="1.0" encoding="UTF-8"?>',
-        b"<workzag-jobs><position><id>1</id>",
-        b"<workzag-jobs><position><id>1</id><name>Cut off</na",
-        b"<workzag-jobs",
+        (b"", "feed.empty_body"),
+        (b"   \r\n\t ", "feed.empty_body"),
+        (b'<?xml version="1.0" encoding="UTF-8"?>', "feed.truncated"),
+        (b"<workzag-jobs><position><id>1</id>", "feed.truncated"),
+        (b"<workzag-jobs><position><id>1</id><name>Cut off</na", "feed.truncated"),
+        (b"<workzag-jobs", "feed.truncated"),
+        (b"<workzag-jobs><position></workzag-jobs>", "feed.malformed"),
+        (b"<workzag-jobs>&#0;</workzag-jobs>", "feed.malformed"),
+        (b"not xml at all", "feed.malformed"),
+        (b'{"jobs": []}', "feed.malformed"),
+        (b"<html><body>Personio</body></html>", "feed.wrong_root"),  # HTML without a doctype
     ],
 )
-def test_truncated_documents(data: bytes) -> None:
-    assert invalid_code(data) == "feed.truncated"
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"<workzag-jobs><position></workzag-jobs>",
-        b"<workzag-jobs>&#0;</workzag-jobs>",
-        b"not xml at all",
-        b'{"jobs": []}',
-    ],
-)
-def test_malformed_documents(data: bytes) -> None:
-    assert invalid_code(data) == "feed.malformed"
-
-
-def test_html_without_doctype_is_the_wrong_root() -> None:
-    assert invalid_code(b"<html><body>Personio</body></html>") == "feed.wrong_root"
+def test_a_body_that_is_no_feed_is_invalid_with_its_reason(data: bytes, code: str) -> None:
+    assert invalid_code(data) == code
 
 
 @pytest.mark.parametrize(
