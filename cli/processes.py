@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +13,9 @@ from pathlib import Path
 
 from config import Settings
 from config.names import ALL_QUEUES
+from worker.flower import flower_basic_auth
+
+__all__ = ["beat_command", "flower_basic_auth", "flower_command", "worker_command"]
 
 
 def worker_command(settings: Settings, *, concurrency: int | None = None, loglevel: str | None = None) -> list[str]:
@@ -35,25 +37,15 @@ def beat_command(settings: Settings) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", settings.log_level]
 
 
-def flower_basic_auth(settings: Settings) -> str:
-    """Flower is an admin console that can run tasks: never without a password."""
-    if settings.flower_basic_auth:
-        return settings.flower_basic_auth
-    path = settings.data_dir / "flower-password"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(18) + "\n")
-    return "admin:" + path.read_text().strip()
-
-
 def flower_command(settings: Settings) -> list[str]:
+    """Flower without credentials on its command line (``ps`` shows argv to every user): it gets
+    them from the settings or the 0600 password file (worker/flower.py), and only /healthcheck
+    answers without them."""
+    flower_basic_auth(settings)  # generate the password file now, so `up` can print it
     return [
         sys.executable, "-m", "celery", "-A", "worker", "flower",
         f"--address={settings.flower_address}",
         f"--port={settings.flower_port}",
-        f"--basic-auth={flower_basic_auth(settings)}",
         "--purge_offline_workers=60",
         "--max_tasks=10000",
         f"--db={settings.data_dir / 'flower.db'}",

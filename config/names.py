@@ -32,6 +32,7 @@ CHECK_HEALTH_TASK = "personio_sync.check_health"
 REFRESH_ALL_FEEDS_TASK = "personio_sync.refresh_all_feeds"
 CHECK_ALL_HEALTH_TASK = "personio_sync.check_all_health"
 RELAY_EVENTS_TASK = "personio_sync.relay_events"
+PING_TASK = "personio_sync.ping"  # `personio-sync health`: proves a worker consumes a queue
 
 # Limits of one add_to_backfill chunk (part of the contract: the producer packs chunks to them,
 # the worker refuses a chunk above them). Bytes are the chunk's candidates as compact JSON.
@@ -61,6 +62,7 @@ TASK_ARGUMENTS: dict[str, tuple[type, ...]] = {
     REFRESH_ALL_FEEDS_TASK: (),
     CHECK_ALL_HEALTH_TASK: (),
     RELAY_EVENTS_TASK: (),
+    PING_TASK: (str, str),  # token, the queue it was sent to
 }
 
 # Redis keys.
@@ -75,6 +77,12 @@ PUMP_LOCK_KEY = f"{KEY_PREFIX}:lock:pump"
 CONNECTION_LOCK_KEY = f"{KEY_PREFIX}:lock:{{kind}}:{{connection_id}}"
 REDBEAT_PREFIX = f"{KEY_PREFIX}:redbeat"
 RATE_LIMIT_PREFIX = f"{KEY_PREFIX}:rl"
+# Counters and histograms every worker adds to, read by `personio-sync metrics` (worker/metrics.py).
+METRICS_KEY = f"{KEY_PREFIX}:metrics"
+# When each periodic task last finished (task name -> unix time), for metrics and `health`.
+HEARTBEATS_KEY = f"{KEY_PREFIX}:heartbeats"
+# Round-trips of `personio-sync health`'s ping task: one short-lived key per ping.
+PING_KEY = f"{KEY_PREFIX}:ping:{{token}}"
 
 # Event types on the events stream.
 EVENT_UPLOAD_FINISHED = "upload.finished"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 
 from celery import Celery
@@ -61,7 +62,7 @@ def create_app(settings: Settings) -> Celery:
     # worker.transport: kombu's Redis transport that dead-letters poison messages and keeps
     # the messages a live worker holds from being redelivered (a visibility heartbeat).
     # worker.connection: a lost broker connection is reconnected, not an AttributeError that ends the worker.
-    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections", "tasks.backfills"],
+    app = Celery("personio_sync", broker=broker_url_for(settings.broker_url), include=["tasks.uploads", "tasks.maintenance", "tasks.connections", "tasks.health", "tasks.backfills"],
                  amqp="worker.connection:AMQP")
     transport = {
         # With the heartbeat, this is how long a killed worker's messages stay invisible.
@@ -121,4 +122,18 @@ def create_app(settings: Settings) -> Celery:
             "backfill-progress": {"task": BACKFILL_PROGRESS_TASK, "schedule": settings.backfill_progress_interval, "options": {"expires": settings.backfill_progress_interval * 2}},
         },
     )
+    # Every process of the app (worker, beat, Flower, `celery -A worker …`): redacted (JSON) logs
+    # with the task's ids (worker/logs.py); every task timed and counted (worker/metrics.py).
+    from worker.logs import install_celery_logging
+    from worker.metrics import install_task_metrics
+    from worker.runtime import get_runtime
+
+    install_celery_logging(settings)
+    install_task_metrics(lambda: get_runtime().metrics)
+    if "flower.app" in sys.modules:
+        # Celery's command line loads Flower as a plugin before it loads this app: lock it down,
+        # so `celery -A worker flower` too needs credentials on every route (worker/flower.py).
+        from worker.flower import lock_down_flower
+
+        lock_down_flower(settings)
     return app
