@@ -33,6 +33,7 @@ REFRESH_ALL_FEEDS_TASK = "personio_sync.refresh_all_feeds"
 CHECK_ALL_HEALTH_TASK = "personio_sync.check_all_health"
 RELAY_EVENTS_TASK = "personio_sync.relay_events"
 PING_TASK = "personio_sync.ping"  # `personio-sync health`: proves a worker consumes a queue
+RETENTION_TASK = "personio_sync.purge_personal_data"
 
 # Limits of one add_to_backfill chunk (part of the contract: the producer packs chunks to them,
 # the worker refuses a chunk above them). Bytes are the chunk's candidates as compact JSON.
@@ -63,6 +64,7 @@ TASK_ARGUMENTS: dict[str, tuple[type, ...]] = {
     CHECK_ALL_HEALTH_TASK: (),
     RELAY_EVENTS_TASK: (),
     PING_TASK: (str, str),  # token, the queue it was sent to
+    RETENTION_TASK: (),
 }
 
 # Redis keys.
@@ -74,6 +76,7 @@ HOLDING_KEY = f"{KEY_PREFIX}:holding"
 HOLDING_INDEX_KEY = f"{KEY_PREFIX}:holding_index"
 WAKE_KEY = f"{KEY_PREFIX}:wake:{{connection_id}}"
 PUMP_LOCK_KEY = f"{KEY_PREFIX}:lock:pump"
+RETENTION_LOCK_KEY = f"{KEY_PREFIX}:lock:retention"
 CONNECTION_LOCK_KEY = f"{KEY_PREFIX}:lock:{{kind}}:{{connection_id}}"
 REDBEAT_PREFIX = f"{KEY_PREFIX}:redbeat"
 RATE_LIMIT_PREFIX = f"{KEY_PREFIX}:rl"
@@ -83,6 +86,11 @@ METRICS_KEY = f"{KEY_PREFIX}:metrics"
 HEARTBEATS_KEY = f"{KEY_PREFIX}:heartbeats"
 # Round-trips of `personio-sync health`'s ping task: one short-lived key per ping.
 PING_KEY = f"{KEY_PREFIX}:ping:{{token}}"
+# kombu's own keys for messages delivered to a worker and not yet acknowledged (its defaults;
+# `personio-sync forget` looks there too), and the separator of its priority lists.
+KOMBU_UNACKED_KEY = "unacked"
+KOMBU_UNACKED_INDEX_KEY = "unacked_index"
+KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
 
 # Event types on the events stream.
 EVENT_UPLOAD_FINISHED = "upload.finished"
@@ -92,3 +100,4 @@ EVENT_MESSAGE_DEAD_LETTERED = "message.dead_lettered"
 EVENT_BACKFILL_PROGRESS = "backfill.progress"
 EVENT_BACKFILL_FINISHED = "backfill.finished"
 EVENT_BACKFILL_REFUSED = "backfill.refused"
+EVENT_RETENTION_PURGED = "retention.purged"

@@ -6,6 +6,9 @@ prepending a new key, running ``personio-sync rotate-keys``, then dropping the o
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -26,6 +29,17 @@ class TokenCipher:
             raise ValueError("at least one key is required")
         self._fernets = [Fernet(k.encode()) for k in keys]
         self._multi = MultiFernet(self._fernets)
+        self._keys = keys
+
+    def derived_keys(self, purpose: str) -> tuple[bytes, ...]:
+        """One key per configured key (newest first) for ``purpose``, never the Fernet key itself.
+
+        Used to key the digests of purged email addresses (``services.retention``): a key that
+        is still in the list keeps matching the digests made under it.
+        """
+        return tuple(
+            hmac.new(base64.urlsafe_b64decode(key.encode()), purpose.encode(), hashlib.sha256).digest() for key in self._keys
+        )
 
     def encrypt(self, token: str) -> str:
         return self._multi.encrypt(token.encode()).decode()

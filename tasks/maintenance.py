@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 
-from config.names import PUMP_LOCK_KEY, WAKE_KEY
+from config.names import PUMP_LOCK_KEY, RETENTION_LOCK_KEY, RETENTION_TASK, WAKE_KEY
 from models import utcnow
 from services.dispatch import due_connections, reclaim_expired_leases
+from services.retention import PurgeCounts, run_retention
 from tasks.dispatching import dispatch_now
 from tasks.locks import exclusively
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
+
+# Longer than a retention run may take (services.retention.run_retention stops after 300 s).
+RETENTION_LOCK_SECONDS = 900
 
 
 @shared_task(name="personio_sync.dispatch_connection", acks_late=True)
@@ -58,3 +63,24 @@ def reconcile() -> int:
     runtime = get_runtime()
     with runtime.session() as session:
         return reclaim_expired_leases(session, utcnow())
+
+
+@shared_task(name=RETENTION_TASK, acks_late=True)
+def purge_personal_data() -> dict[str, int]:
+    """Delete document bytes of finished uploads and reduce uploads past the retention period (counts only)."""
+    runtime = get_runtime()
+    totals = PurgeCounts()
+
+    def work() -> None:
+        totals.add(
+            run_retention(
+                runtime.session,
+                now=utcnow,
+                retention=timedelta(days=runtime.settings.retention_days),
+                digests=runtime.email_digests,
+                events_for=runtime.events_for,
+            )
+        )
+
+    exclusively(runtime.redis, RETENTION_LOCK_KEY, ttl=RETENTION_LOCK_SECONDS, what="retention purge", work=work)
+    return totals.as_dict()

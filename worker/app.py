@@ -26,6 +26,7 @@ from config.names import (
     MAINTENANCE_QUEUE,
     PROCESS_UPLOAD_TASK,
     REDBEAT_PREFIX,
+    RETENTION_TASK,
     UPLOAD_TASK,
 )
 from worker import embedded_redis
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ALL_QUEUES", "BACKFILL_QUEUE", "INTAKE_QUEUE", "INTERACTIVE_QUEUE", "MAINTENANCE_QUEUE", "create_app", "get_app"]
 
+
+# Seconds between retention runs: the purge's precision is days, its batches are short.
+RETENTION_INTERVAL = 3600.0
 
 _app: Celery | None = None
 _app_lock = threading.Lock()
@@ -120,6 +124,8 @@ def create_app(settings: Settings) -> Celery:
             "check-health": {"task": "personio_sync.check_all_health", "schedule": settings.health_check_interval, "options": {"expires": settings.health_check_interval}},
             "relay-events": {"task": "personio_sync.relay_events", "schedule": settings.events_relay_interval, "options": {"expires": settings.events_relay_interval * 2}},
             "backfill-progress": {"task": BACKFILL_PROGRESS_TASK, "schedule": settings.backfill_progress_interval, "options": {"expires": settings.backfill_progress_interval * 2}},
+            # Personal data: hourly; each run works in short batches (services.retention).
+            "purge-personal-data": {"task": RETENTION_TASK, "schedule": RETENTION_INTERVAL, "options": {"expires": RETENTION_INTERVAL}},
         },
     )
     # Every process of the app (worker, beat, Flower, `celery -A worker …`): redacted (JSON) logs
