@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from cli import backfill as backfill_commands
 from config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:  # the worker stack is imported only by the commands that need it
@@ -373,18 +374,6 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_backfill(args: argparse.Namespace) -> int:
-    from tasks.producer import send_backfill
-
-    settings = _settings()
-    _runtime(settings)
-    with open(args.file, encoding="utf-8") as handle:
-        backfill = json.load(handle)
-    send_backfill(backfill, broker_url=settings.broker_url)
-    _print({"queued": backfill.get("backfill_id")}, args.json, f"backfill {backfill.get('backfill_id')} queued")
-    return 0
-
-
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from services.dead_letters import (
         DeadLetterError,
@@ -523,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the outcomes and print them")
     p.add_argument("--timeout", type=float, default=120.0)
 
-    p = add("backfill", cmd_backfill, "start a backfill from a JSON file", json_flag=True)
-    p.add_argument("file")
+    # backfill start|status|list|pause|resume|cancel|redrive (cli/backfill.py)
+    backfill_commands.register(sub, backfill_commands.CliContext(_settings, _runtime, _print))
 
     p = add("status", cmd_status, "show an upload's state and history", json_flag=True)
     p.add_argument("request_id")

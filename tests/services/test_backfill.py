@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import ApplicationClaim, Backfill, BackfillState, Priority, Upload, UploadDocument, UploadState
+from models import (
+    ApplicationClaim,
+    Backfill,
+    BackfillState,
+    Priority,
+    Upload,
+    UploadDocument,
+    UploadState,
+)
 from ratelimit import CompanyRateLimiter
 from services.backfill import (
     CHUNK_MAX_CANDIDATES,
