@@ -71,7 +71,10 @@ def connection(session: Session, cipher: TokenCipher, clock: Clock) -> Connectio
 
 @pytest.fixture
 def refresh(session: Session, connection: Connection, http: requests.Session, sandbox: SandboxServer, events: ListPublisher, clock: Clock) -> Any:
-    def run(force: bool = False) -> RefreshResult:
+    def run(force: bool = False, feed_mode: str | None = None) -> RefreshResult:
+        """Fetch the feed once; ``feed_mode`` first switches the stand-in's feed (e.g. "html")."""
+        if feed_mode is not None:
+            sandbox.state.patch_company(COMPANY, {"feed_mode": feed_mode})
         return refresh_jobs(session, connection, http=http, feed_url_template=sandbox.feed_url_template, timeout=(2.0, 5.0), events=events, now=clock(), force=force)
 
     return run
@@ -249,9 +252,8 @@ def test_forced_refresh_fetches_the_whole_feed(refresh: Any, http: requests.Sess
 @pytest.mark.parametrize(("mode", "health", "code"), [("html", Health.FEED_DISABLED, "feed.html"), ("redirect", Health.FEED_DISABLED, "feed.redirect"), ("not_found", Health.FEED_DISABLED, "feed.not_found"), ("server_error", Health.FEED_UNREACHABLE, "feed.server_error")])
 def test_feed_error_sets_the_feed_health(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, events: ListPublisher, feed_faults: None, mode: str, health: Health, code: str) -> None:
     refresh()
-    sandbox.state.patch_company(COMPANY, {"feed_mode": mode})
 
-    result = refresh()
+    result = refresh(feed_mode=mode)
 
     assert (result.error, result.error_health, result.changed) == (code, health, False)
     session.refresh(connection)
@@ -262,8 +264,7 @@ def test_feed_error_sets_the_feed_health(refresh: Any, session: Session, connect
     assert events.events[-1]["health"] == health.value
 
     # and: the feed recovers
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "xml"})
-    refresh()
+    refresh(feed_mode="xml")
     session.refresh(connection)
     assert connection.health == Health.HEALTHY
     assert connection.feed_error is None
@@ -272,9 +273,8 @@ def test_feed_error_sets_the_feed_health(refresh: Any, session: Session, connect
 @pytest.mark.parametrize("held", [Health.INVALID_CREDENTIALS, Health.RECRUITING_DISABLED])
 def test_feed_error_does_not_hide_a_credentials_problem(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, events: ListPublisher, clock: Clock, held: Health) -> None:
     set_health(session, connection, held, "personio.unauthorized", now=clock(), events=events)
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "html"})
 
-    result = refresh()
+    result = refresh(feed_mode="html")
 
     assert result.error_health == Health.FEED_DISABLED
     session.refresh(connection)
@@ -282,18 +282,15 @@ def test_feed_error_does_not_hide_a_credentials_problem(refresh: Any, session: S
     assert connection.feed_error == "feed.html"  # still recorded
 
     # and: a recovered feed does not clear the credentials problem either
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "xml"})
-    refresh()
+    refresh(feed_mode="xml")
     session.refresh(connection)
     assert connection.health == held
 
 
 def test_unreachable_feed_does_not_hide_a_disabled_feed_but_is_replaced_by_it(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, feed_faults: None) -> None:
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
-    refresh()
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "html"})
+    refresh(feed_mode="server_error")
 
-    refresh()
+    refresh(feed_mode="html")
 
     session.refresh(connection)
     assert connection.health == Health.FEED_DISABLED
@@ -303,11 +300,9 @@ def test_recovered_feed_returns_to_channel_invalid_when_the_channel_is_flagged(r
     connection.channel_id = 999
     connection.channel_invalid_at = clock()
     session.commit()
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "not_found"})
-    refresh()
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "xml"})
+    refresh(feed_mode="not_found")
 
-    refresh()
+    refresh(feed_mode="xml")
 
     session.refresh(connection)
     assert connection.health == Health.CHANNEL_INVALID
@@ -382,9 +377,8 @@ def test_a_feed_that_is_not_personio_xml_is_permanent_not_retried(refresh: Any, 
 
 
 def test_an_unreachable_feed_is_still_retried(refresh: Any, session: Session, connection: Connection, sandbox: SandboxServer, feed_faults: None) -> None:
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
 
-    result = refresh()
+    result = refresh(feed_mode="server_error")
 
     assert result.error_health == Health.FEED_UNREACHABLE
     session.refresh(connection)
@@ -475,8 +469,7 @@ def test_the_feed_status_is_told_in_english_and_german(refresh: Any, session: Se
     assert message is not None and "1 position in it was skipped" in message["en"] and "1 Stelle darin wurde übersprungen" in message["de"]
 
     monkeypatch.undo()
-    sandbox.state.patch_company(COMPANY, {"feed_mode": "server_error"})
-    refresh()
+    refresh(feed_mode="server_error")
     session.refresh(connection)
     message = describe_connection(connection)["feed_message"]
     assert message is not None

@@ -16,7 +16,7 @@ from models import DocumentSource, Priority, Upload, UploadDocument, UploadEvent
 from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.secrets import TokenCipher
-from services.uploads import receive_upload, upload_status
+from services.uploads import Received, receive_upload, upload_status
 from tests.factories import make_connection
 
 pytestmark = pytest.mark.rolled_back
@@ -46,6 +46,15 @@ def count(session: Session, model: type) -> int:
     return session.scalar(select(func.count()).select_from(model)) or 0
 
 
+def recorded(session: Session, received: Received, state: UploadState) -> Upload:
+    """The upload ``receive_upload`` just recorded, after checking it was new and is in ``state``."""
+    assert received.created is True
+    assert received.state == state
+    upload = session.get(Upload, received.upload_id)
+    assert upload is not None and upload.state == state
+    return upload
+
+
 def test_valid_request_is_recorded_as_queued(session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
     # given
     connection = make_connection(session, cipher)
@@ -54,12 +63,8 @@ def test_valid_request_is_recorded_as_queued(session: Session, cipher: TokenCiph
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
 
     # then
-    assert received.created is True
-    assert received.state == UploadState.QUEUED
+    upload = recorded(session, received, UploadState.QUEUED)
     assert received.connection_id == connection.id
-    upload = session.get(Upload, received.upload_id)
-    assert upload is not None
-    assert upload.state == UploadState.QUEUED
     assert upload.connection_id == connection.id
     assert upload.email_normalized == EMAIL.lower()
     assert upload.priority == Priority.INTERACTIVE
@@ -121,10 +126,7 @@ def test_invalid_request_is_recorded_rejected_with_every_error_and_an_event(sess
     received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
 
     # then
-    assert received.created is True
-    assert received.state == UploadState.REJECTED
-    upload = session.get(Upload, received.upload_id)
-    assert upload is not None
+    upload = recorded(session, received, UploadState.REJECTED)
     assert upload.reason_code == "personio-sync.invalid-request"
     assert upload.error_field == "candidate.application_date, candidate.email"
     assert "candidate.email: is not a valid email address: it needs exactly one @" in upload.message_en  # type: ignore[operator]
@@ -185,11 +187,8 @@ def test_unknown_account_is_rejected_connection_not_found(session: Session, ciph
 
     received = receive_upload(session, request(account_id="acct-unknown"), policy=intake_policy, events=events, now=clock())
 
-    assert received.created is True
-    assert received.state == UploadState.REJECTED
+    upload = recorded(session, received, UploadState.REJECTED)
     assert received.connection_id is None
-    upload = session.get(Upload, received.upload_id)
-    assert upload is not None
     assert upload.reason_code == "personio-sync.connection-not-found"
     assert upload.error_field == "account_id"
     assert "not connected to Personio" in upload.message_en  # type: ignore[operator]
@@ -254,8 +253,7 @@ def test_a_bug_in_validation_still_records_the_request(session: Session, intake_
 
     received = receive_upload(session, request(), policy=intake_policy, events=events, now=clock())
 
-    upload = session.get(Upload, received.upload_id)
-    assert upload is not None and upload.state == UploadState.REJECTED
+    upload = recorded(session, received, UploadState.REJECTED)
     assert upload.reason_code == "personio-sync.invalid-request"
     assert "could not be checked" in upload.message_en  # type: ignore[operator]
     assert [e["type"] for e in events.events] == ["upload.finished"]
@@ -277,8 +275,7 @@ def test_what_is_kept_of_a_refused_candidate_fits_any_database(session: Session,
 
     received = receive_upload(session, payload, policy=intake_policy, events=events, now=clock())
 
-    upload = session.get(Upload, received.upload_id)
-    assert upload is not None and upload.state == UploadState.REJECTED
+    upload = recorded(session, received, UploadState.REJECTED)
     kept = upload.candidate
     json.dumps(kept, ensure_ascii=False, allow_nan=False).encode("utf-8")
     assert kept["first_name"] == "<not valid text>"
