@@ -22,7 +22,7 @@ from models.db import end_transaction
 from personio.client import PersonioClient, PersonioCredentials
 from personio.domain import FEED_LANGUAGES, InvalidJobsDomain, feed_url, normalise_jobs_domain
 from personio.feed import FeedDisabled, FeedError, FeedInvalid, FeedJobs, fetch_feed
-from personio.phases import Phase, PhaseInvalid, parse_phase
+from personio.phases import Phase, PhaseInvalid, describe_phase, parse_phase
 from services.connections import ConnectionView, describe_connection, find_connection, set_health
 from services.context import RateLimiter
 from services.events import EventPublisher
@@ -139,6 +139,11 @@ def connect_account(
         checks.append(_check("domain", None, "health.feed_unreachable", domain=domain, detail=error.code))
     if channel_id is not None:
         checks.append(_check("channel_id", None, "connect.channel_unverified"))
+    if phase is not None and phase["type"] == "system":
+        checks.append(_check("phase", True, "connect.phase_ok", phase=describe_phase(phase)))
+    elif phase is not None:
+        # Personio takes any custom phase id and files an unknown one under "unassigned".
+        checks.append(_check("phase", None, "connect.phase_unverified", phase=describe_phase(phase)))
 
     if any(check.ok is False for check in checks):
         return ConnectReport(saved=False, checks=checks)

@@ -42,8 +42,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Dieser Kandidat wurde bereits mit einem früheren Upload an diese Stelle in Personio übertragen; es wurde nichts erneut gesendet.",
     ),
     "personio-sync.retries-exhausted": (
-        "Personio could not be reached after {attempts} attempts; the upload was given up. Please try again later.",
-        "Personio war nach {attempts} Versuchen nicht erreichbar; der Upload wurde abgebrochen. Bitte später erneut versuchen.",
+        "The upload was given up after {attempts} attempts: {cause}. Please try again later.",
+        "Der Upload wurde nach {attempts} Versuchen abgebrochen: {cause}. Bitte später erneut versuchen.",
     ),
     "personio-sync.backfill-cancelled": (
         "The backfill this upload belonged to was cancelled before the upload started; nothing of it was sent to Personio. Upload the candidate again if it is still wanted.",
@@ -236,6 +236,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "oder custom:<Nummer> mit der Nummer einer eigenen Phase aus {menu_phases_de} sein, z. B. custom:42; leer lassen für die "
         "Anfangsphase der Kategorie der Stelle (angegeben: {value}).",
     ),
+    "connect.phase_ok": (
+        "New applications land in the phase {phase}, unless a project link or the upload request names another.",
+        "Neue Bewerbungen landen in der Phase {phase}, sofern keine Projekt-Verknüpfung und keine Upload-Anfrage eine andere nennt.",
+    ),
+    "connect.phase_unverified": (
+        "New applications land in the custom phase {phase}. Personio cannot check a custom phase in advance: if the number "
+        "is not one of its phases for the job's category, Personio files the candidates under 'unassigned' instead. "
+        "Compare the number with {menu_phases_en}.",
+        "Neue Bewerbungen landen in der eigenen Phase {phase}. Personio kann eine eigene Phase nicht vorab prüfen: Gehört die "
+        "Nummer nicht zu den Phasen der Kategorie der Stelle, legt Personio die Kandidaten stattdessen unter „unassigned“ ab. "
+        "Bitte die Nummer mit {menu_phases_de} abgleichen.",
+    ),
     "connect.credentials_ok": (
         "Company ID and access token work.",
         "Unternehmens-ID und Zugriffs-Token funktionieren.",
@@ -349,6 +361,43 @@ def personio_said(detail: str | None) -> dict[str, str] | None:
     if not detail:
         return None
     return {"en": f" Personio's explanation: “{detail}”", "de": f" Erläuterung von Personio: „{detail}“"}
+
+
+# Why the attempts of an upload that was given up failed, by the last attempt's reason code: the
+# recruiter is told what happened, never "could not be reached" for an answer Personio gave.
+RETRY_CAUSES: dict[str, tuple[str, str]] = {
+    "personio.unreachable": ("Personio could not be reached", "Personio war nicht erreichbar"),
+    "personio.timeout": ("Personio did not answer in time", "Personio hat nicht rechtzeitig geantwortet"),
+    "personio.server_error": (
+        "Personio answered each time with a temporary error of its own",
+        "Personio hat jedes Mal mit einem eigenen vorübergehenden Fehler geantwortet",
+    ),
+    "personio.rate_limited": ("Personio's request limit was reached each time", "Personios Anfragegrenze war jedes Mal erreicht"),
+    "errors.file-validation.file-not-exists": (
+        "Personio did not find the uploaded documents, even after they were uploaded again",
+        "Personio hat die hochgeladenen Dokumente auch nach erneutem Hochladen nicht gefunden",
+    ),
+    "personio-sync.document-fetch-failed": (
+        "document {document} could not be downloaded from its URL ({detail})",
+        "das Dokument {document} konnte nicht von seiner URL geladen werden ({detail})",
+    ),
+}
+_RETRY_CAUSE_UNKNOWN = (
+    "each attempt failed for a passing reason ({code})",
+    "jeder Versuch scheiterte aus einem vorübergehenden Grund ({code})",
+)
+
+
+def retry_cause(code: str, **params: Any) -> dict[str, str]:
+    """The ``{cause}`` of ``personio-sync.retries-exhausted``, per language, for the last reason code."""
+    english, german = RETRY_CAUSES.get(code, _RETRY_CAUSE_UNKNOWN)
+    if "filename" in params and "document" not in params:
+        params["document"] = f"'{params['filename']}'" if params["filename"] else _UNNAMED_DOCUMENT
+    values = {k: v for k, v in {"code": code, **params}.items() if v is not None}
+    return {
+        "en": string.Formatter().vformat(english, (), _Lenient({k: v.get("en", "?") if isinstance(v, dict) else v for k, v in values.items()})),
+        "de": string.Formatter().vformat(german, (), _Lenient({k: v.get("de", "?") if isinstance(v, dict) else v for k, v in values.items()})),
+    }
 
 
 def moment(at: datetime) -> str:

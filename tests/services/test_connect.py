@@ -364,6 +364,18 @@ def test_the_connection_phase_is_stored_as_personio_takes_it(
     assert report.connection is not None and report.connection["phase"] == shown
 
 
+def test_a_system_phase_is_confirmed_and_a_custom_one_flagged_as_unverifiable(connect: Connector) -> None:
+    system = check(connect(phase="offer"), "phase")
+    custom = check(connect(phase="custom:42"), "phase")
+
+    assert (system.ok, system.code) == (True, "connect.phase_ok")
+    assert "system:offer" in system.message["en"] and "system:offer" in system.message["de"]
+    assert (custom.ok, custom.code) == (None, "connect.phase_unverified")
+    assert "custom:42" in custom.message["en"] and "'unassigned'" in custom.message["en"]
+    assert "Einstellungen → Recruiting → Phasen" in custom.message["de"]
+    assert not [c for c in connect().checks if c.field == "phase"]
+
+
 def test_reconnecting_without_a_phase_clears_it(connect: Connector, session: Session) -> None:
     connect(phase="system:offer")
     connect()

@@ -62,6 +62,8 @@ PARAMS = {
     "channel_id": 4242,
     "since": "2026-11-29 17:02 UTC",
     "count": 3,
+    "cause": "Personio could not be reached",
+    "phase": "custom:42",
 }
 
 
