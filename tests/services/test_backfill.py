@@ -373,3 +373,42 @@ def test_redrive_filters_by_time_window_and_project(session: Session, connection
     assert session.get(Upload, late).state == UploadState.QUEUED  # type: ignore[union-attr]
     assert session.get(Upload, early).state == UploadState.REJECTED  # type: ignore[union-attr]
     assert session.get(Upload, other).state == UploadState.REJECTED  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ the upload step
+
+
+def no_personio(connection: Any) -> Any:
+    raise AssertionError("Personio must not be called for an upload that does not start")
+
+
+@pytest.mark.parametrize(("steer", "expected"), [("pause", UploadState.QUEUED), ("cancel", UploadState.CANCELLED)])
+def test_a_claimed_upload_of_a_backfill_stopped_meanwhile_does_not_start(
+    session: Session, session_factory: sessionmaker[Session], connection_id: int, intake_policy: IntakePolicy, events: ListPublisher,
+    clock: Clock, upload_policy: UploadPolicy, limiter: CompanyRateLimiter, steer: str, expected: UploadState,
+) -> None:
+    from services.context import SyncDeps
+    from services.processing import StepOutcome, process_upload
+
+    start(session, events, clock)
+    chunk(session, intake_policy, events, clock, 0, range(1))
+    with session_factory.begin() as dispatcher:
+        [claimed] = dispatch_connection(dispatcher, connection_id, policy=upload_policy, limiter=limiter, now=clock()).claimed
+    # the message is on its way when the operator steps in
+    with session_factory.begin() as operator:
+        if steer == "pause":
+            pause_backfill(operator, "bf-1", now=clock())
+        else:
+            operator.execute(update(Backfill).values(state=BackfillState.CANCELLED))
+    session.commit()
+    deps = SyncDeps(policy=upload_policy, limiter=limiter, clients=no_personio, events=events, wake=lambda *_: None,
+                    fetch_document=lambda url: b"", clock=clock)
+
+    result = process_upload(session, deps, claimed.upload_id, claimed.lease_token)
+
+    upload = session.get(Upload, claimed.upload_id)
+    assert upload is not None and upload.state == expected and upload.lease_token is None
+    assert result.outcome == (StepOutcome.PARKED if steer == "pause" else StepOutcome.FINISHED)
+    assert limiter.usage("1000") == 0
+    if steer == "cancel":
+        assert upload.reason_code == "personio-sync.backfill-cancelled" and upload.message_de
