@@ -445,7 +445,7 @@ def _attribute_type_problem(value: Any) -> str:
     if isinstance(value, float):
         return "must be a finite number (not NaN or infinity), or text."
     if isinstance(value, int):
-        return "is a number too long to send; send it as text of at most 1000 characters."
+        return f"is a number too long to send; send it as text of at most {MAX_ATTRIBUTE_LENGTH} characters."
     if isinstance(value, list):
         return "must be text, a number or true/false, not a list; Personio takes one value per attribute."
     return "must be text, a number or true/false, not an object; Personio takes one value per attribute."
