@@ -113,14 +113,23 @@ def test_broker_urls_select_this_transport() -> None:
 # -- against a real Redis ---------------------------------------------------------------------
 
 
+# The visibility timeout the tests of holding and redelivery run with (indirect ``broker``
+# parameter): short, so that waiting several timeouts costs seconds, not tens of them.
+SHORT_VISIBILITY = 1.0
+
+
 @pytest.fixture
-def broker(real_redis_url: str) -> Iterator[tuple[Connection, redis.Redis, dict[str, str]]]:
-    """A kombu connection through our transport, with keys of its own on the shared server."""
+def broker(real_redis_url: str, request: pytest.FixtureRequest) -> Iterator[tuple[Connection, redis.Redis, dict[str, str]]]:
+    """A kombu connection through our transport, with keys of its own on the shared server.
+
+    Its visibility timeout is 3 s unless the test passes another (``indirect=True``).
+    """
+    visibility_timeout = getattr(request, "param", 3)
     suffix = uuid.uuid4().hex[:8]
     names = {"queue": f"test-poison-{suffix}", "dead": f"test-dead-{suffix}", "events": f"test-events-{suffix}",
              "holding": f"holding-{suffix}", "holding_index": f"holding_index-{suffix}"}
     url = real_redis_url.replace("unix://", "redis+socket://")
-    options = {"visibility_timeout": 3, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+    options = {"visibility_timeout": visibility_timeout, "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
                "dead_letters_key": names["dead"], "events_stream": names["events"],
                "unacked_key": f"unacked-{suffix}", "unacked_index_key": f"unacked_index-{suffix}",
                "unacked_mutex_key": f"unacked_mutex-{suffix}",
@@ -200,40 +209,46 @@ def test_the_synchronous_read_path_skips_poison_too(broker: tuple[Connection, re
     assert client.llen(names["dead"]) == 1
 
 
-def test_a_held_message_is_not_redelivered_while_its_holder_lives(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
-    """The heartbeat: with a 3 s visibility timeout, a message held for 8 s stays with its holder."""
+def _hold_one(broker: tuple[Connection, redis.Redis, dict[str, str]], request_id: str) -> tuple[Any, Any]:
+    """A consumer takes one message off its queue and holds it unacked: (channel, message)."""
     connection, client, names = broker
     queue = names["queue"]
     channel = connection.default_channel
     _queue(queue)(channel).declare()
-    client.lpush(queue, _good(queue, "held"))
+    client.lpush(queue, _good(queue, request_id))
     message = channel.basic_get(queue)
     assert message is not None
-    held_until = time.monotonic() + 8
+    return channel, message
+
+
+@pytest.mark.parametrize("broker", [SHORT_VISIBILITY], indirect=True)
+def test_a_held_message_is_not_redelivered_while_its_holder_lives(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
+    """The heartbeat: a message held for three visibility timeouts stays with its holder."""
+    _, client, names = broker
+    channel, message = _hold_one(broker, "held")
+    held_until = time.monotonic() + 3 * SHORT_VISIBILITY
     while time.monotonic() < held_until:
         channel.refresh_visibility()  # what the worker's event loop does every timeout / 3
         channel.qos.restore_visible(num=100, interval=1)  # what every other worker's sweep does
-        assert client.llen(queue) == 0, "a message held by a live consumer was redelivered"
-        time.sleep(0.5)
+        assert client.llen(names["queue"]) == 0, "a message held by a live consumer was redelivered"
+        time.sleep(SHORT_VISIBILITY / 6)
     message.ack()
     assert client.zcard(channel.unacked_index_key) == 0
 
 
+@pytest.mark.parametrize("broker", [SHORT_VISIBILITY], indirect=True)
 def test_a_dead_holders_message_comes_back_after_the_timeout(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
-    connection, client, names = broker
+    _, client, names = broker
     queue = names["queue"]
-    channel = connection.default_channel
-    _queue(queue)(channel).declare()
-    client.lpush(queue, _good(queue, "orphan"))
-    assert channel.basic_get(queue) is not None
+    channel, _ = _hold_one(broker, "orphan")
     # The holder dies: no more heartbeats. Another consumer's sweep brings it back.
     channel.qos._delivered.clear()
     started = time.monotonic()
     while client.llen(queue) == 0:
-        assert time.monotonic() - started < 10, "not redelivered"
+        assert time.monotonic() - started < 10 * SHORT_VISIBILITY, "not redelivered"
         channel.qos.restore_visible(num=100, interval=1)
-        time.sleep(0.2)
-    assert 3 <= time.monotonic() - started + 0.5
+        time.sleep(0.05)
+    assert time.monotonic() - started >= 0.9 * SHORT_VISIBILITY  # not before the timeout
     assert json.loads(base64.b64decode(json.loads(client.lindex(queue, 0))["body"]))[0][0]["request_id"] == "orphan"
 
 
