@@ -1,7 +1,10 @@
-"""services.retention: document bytes go at the outcome, candidate data after the retention period.
+"""services.retention and services.forget: document bytes go at the outcome, candidate data after
+the retention period, and one person's data everywhere on request.
 
 Uploads are recorded with ``receive_upload`` and sent through the real upload step against the
-in-process Personio stand-in, so the rows the purge works on are the ones production writes.
+in-process Personio stand-in, so the rows the purge and ``forget`` work on are the ones production
+writes; Redis messages are the ones Celery itself puts on a queue (a real server), and the holding,
+unacked and dead-letter entries have the shapes ``worker.transport`` and kombu store.
 """
 
 from __future__ import annotations
@@ -9,13 +12,17 @@ from __future__ import annotations
 import base64
 import json
 import random
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 import requests
+from celery import Celery
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +33,14 @@ from ratelimit import CompanyRateLimiter
 from sandbox import SandboxServer
 from services.context import SyncDeps, UploadPolicy
 from services.dispatch import dispatch_connection
-from services.events import ListPublisher
+from services.events import ListPublisher, OutboxPublisher
+from services.forget import (
+    FORGOTTEN,
+    StoppedRequest,
+    email_pattern,
+    forget_in_database,
+    forget_in_redis,
+)
 from services.processing import process_upload
 from services.retention import (
     DIGEST_PREFIX,
@@ -50,6 +64,7 @@ from tests.factories import (
     make_link,
     make_upload,
 )
+from worker.transport import dead_letter_record
 
 if TYPE_CHECKING:
     from tests.conftest import Clock
@@ -323,8 +338,6 @@ def test_run_retention_works_in_batches_each_committed_and_reports_counts_only(
 
 
 def test_the_retention_event_goes_through_the_outbox(session: Session, session_factory: sessionmaker[Session], intake_policy: IntakePolicy, clock: Clock, digests: EmailDigests) -> None:
-    from services.events import OutboxPublisher
-
     record(session, intake_policy, clock, "req-1")
     session.query(OutboxEvent).delete()
     session.commit()
@@ -334,3 +347,191 @@ def test_the_retention_event_goes_through_the_outbox(session: Session, session_f
     payloads = [row.payload for row in session.scalars(select(OutboxEvent))]
     assert [p["type"] for p in payloads] == ["retention.purged"]
     assert set(payloads[0]) == {"type", "at", "uploads", "documents", "document_bytes", "claims"}
+
+
+# ================================================================= forget
+
+
+NORMALIZED = "alex.example@example.org"
+PERSONAL = ("alex", "example.org", "Berlin", "+49 30 1234567", "Alex_Example_CV")
+
+
+def all_text(session: Session, upload_ids: list[int]) -> str:
+    return " ".join(stored_text(session, upload_id) for upload_id in upload_ids)
+
+
+# ================================================================= database
+
+
+def test_forget_erases_every_upload_of_the_person_and_stops_the_one_in_flight(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, intake_policy: IntakePolicy, clock: Clock,
+    connection_id: int, digests: EmailDigests,
+) -> None:
+    sent = record(session, intake_policy, clock, "req-sent", message="Alex from Berlin")
+    send(session, session_factory, deps, sent)
+    queued = record(session, intake_policy, clock, "req-queued", email="ALEX.example@example.org")
+    refused = make_upload(session, intake_policy, clock(), "req-refused", expect=UploadState.REJECTED, email=EMAIL, first_name=123)
+    other = record(session, intake_policy, clock, "req-other", email="sam@example.net", first_name="Sam", last_name="Other")
+    # An event still waiting in the outbox that quotes the person (Personio's explanation, say).
+    OutboxPublisher(session).publish({"type": "upload.finished", "request_id": "req-sent", "message_en": f"Personio said: {NORMALIZED} is taken"})
+    session.commit()
+    events = ListPublisher()
+
+    report = forget_in_database(session, "  Alex.Example@EXAMPLE.org ", now=clock(), events=events, digests=digests)
+    session.commit()
+
+    assert report.uploads == 3
+    assert report.uploads_stopped == 1
+    assert report.documents_deleted == 2  # the refused request recorded no documents
+    assert report.document_bytes_deleted == len(CV)  # only the queued upload still held its bytes
+    assert report.claims_deleted == 1
+    assert report.outbox_events_redacted == 1
+    text = all_text(session, [sent, queued, refused])
+    for value in PERSONAL:
+        assert value.lower() not in text.lower(), value
+    stopped = session.get(Upload, queued, populate_existing=True)
+    assert stopped is not None
+    assert (stopped.state, stopped.reason_code, stopped.email_normalized, stopped.candidate) == (UploadState.REJECTED, FORGOTTEN, None, {})
+    assert stopped.message_de is not None and "auf Anfrage gelöscht" in stopped.message_de
+    assert [(e["request_id"], e["reason_code"]) for e in events.events] == [("req-queued", FORGOTTEN)]
+    assert session.scalars(select(UploadDocument).where(UploadDocument.upload_id.in_([sent, queued]))).all() == []
+    assert session.scalars(select(ApplicationClaim)).all() == []
+    outbox = [row.payload for row in session.scalars(select(OutboxEvent))]
+    assert NORMALIZED not in json.dumps(outbox)
+    # The upload's ids and outcome stay; someone else's upload is untouched.
+    sent_upload = session.get(Upload, sent)
+    assert sent_upload is not None and (sent_upload.state, sent_upload.request_id) == (UploadState.SUBMITTED, "req-sent")
+    assert "Sam" in stored_text(session, other) and session.scalars(select(UploadDocument.content).where(UploadDocument.upload_id == other)).one() == CV
+
+
+def test_forget_finds_an_upload_the_retention_purge_already_reduced(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, intake_policy: IntakePolicy, clock: Clock,
+    connection_id: int, digests: EmailDigests,
+) -> None:
+    upload_id = record(session, intake_policy, clock, "req-old")
+    send(session, session_factory, deps, upload_id)
+    purge_expired_batch(session, now=clock() + timedelta(days=31), retention=timedelta(days=30), digests=digests)
+    session.commit()
+
+    report = forget_in_database(session, EMAIL, now=clock(), events=ListPublisher(), digests=digests)
+    session.commit()
+
+    assert (report.uploads, report.claims_deleted, report.documents_deleted) == (1, 1, 1)
+    upload = session.get(Upload, upload_id, populate_existing=True)
+    assert upload is not None and upload.email_normalized is None  # not even the digest stays
+
+
+def test_forget_records_a_request_taken_off_a_queue_as_forgotten(session: Session, clock: Clock, digests: EmailDigests) -> None:
+    events = ListPublisher()
+
+    report = forget_in_database(
+        session, EMAIL, now=clock(), events=events, digests=digests,
+        stopped_requests=[StoppedRequest("req-from-queue", "acct-1", "proj-1")],
+    )
+    again = forget_in_database(
+        session, EMAIL, now=clock(), events=events, digests=digests,
+        stopped_requests=[StoppedRequest("req-from-queue", "acct-1", "proj-1")],
+    )
+    session.commit()
+
+    assert report.requests_recorded == 1 and again.requests_recorded == 0
+    upload = session.scalars(select(Upload).where(Upload.request_id == "req-from-queue")).one()
+    assert (upload.state, upload.reason_code, upload.candidate) == (UploadState.REJECTED, FORGOTTEN, {})
+    assert [e["reason_code"] for e in events.events] == [FORGOTTEN]
+
+
+def test_the_address_matches_as_a_whole_word_only() -> None:
+    pattern = email_pattern(NORMALIZED)
+
+    assert pattern.search(f"mail {NORMALIZED.upper()}.")
+    assert not pattern.search(f"x{NORMALIZED}")
+    assert not pattern.search(f"{NORMALIZED}x")
+    assert not pattern.search(f"{NORMALIZED}.uk")
+
+
+# ================================================================= Redis
+
+
+@pytest.fixture
+def keys(real_redis_url: str) -> Iterator[dict[str, str]]:
+    suffix = uuid.uuid4().hex[:8]
+    names = {name: f"test-forget-{name}-{suffix}" for name in ("queue", "holding", "holding_index", "unacked", "unacked_index", "dead", "events")}
+    yield names
+    client = redis.Redis.from_url(real_redis_url)
+    client.delete(*names.values(), *(f"{names['queue']}\x06\x16{p}" for p in (3, 6, 9)))
+    client.close()
+
+
+def queued_messages(real_redis_url: str, queue: str, sent: list[tuple[str, dict[str, Any], int]]) -> list[str]:
+    """Send tasks as Celery does onto ``queue``; returns the raw messages as stored."""
+    app = Celery("forget-test", broker=real_redis_url.replace("unix://", "redis+socket://"), set_as_current=False)
+    app.conf.update(task_serializer="json")
+    with app.connection_for_write() as connection:
+        for task, argument, priority in sent:
+            app.send_task(task, args=[argument], queue=queue, connection=connection, priority=priority)
+        client = connection.default_channel.client
+        raws = [raw.decode() for key in (queue, f"{queue}\x06\x169") for raw in client.lrange(key, 0, -1)]
+    return raws
+
+
+def body_of(raw: str) -> Any:
+    return json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0]
+
+
+def request(request_id: str, email: str, name: str = "Alex") -> dict[str, Any]:
+    return {"request_id": request_id, "account_id": "acct-1", "project_id": "proj-1",
+            "candidate": {"first_name": name, "last_name": "Example", "email": email}}
+
+
+def test_forget_clears_queues_held_and_unacked_messages_dead_letters_and_the_stream(real_redis_url: str, keys: dict[str, str]) -> None:
+    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
+    backfill = {"backfill_id": "bf-1", "account_id": "acct-1", "project_id": "proj-1",
+                "candidates": [request("bf-1:a", "sam@example.net", "Sam")["candidate"], {"request_id": "bf-1:b", "candidate": request("x", EMAIL)["candidate"]}]}
+    raws = queued_messages(real_redis_url, keys["queue"], [
+        ("personio_sync.upload_candidate", request("req-alex", EMAIL), 0),
+        ("personio_sync.upload_candidate", request("req-sam", "sam@example.net", "Sam"), 0),
+        ("personio_sync.upload_candidate", request("req-alex-urgent", NORMALIZED.upper()), 9),
+        ("personio_sync.start_backfill", backfill, 0),
+    ])
+    alex_raw = next(raw for raw in raws if body_of(raw).get("request_id") == "req-alex")
+    sam_raw = next(raw for raw in raws if body_of(raw).get("request_id") == "req-sam")
+    # Popped and held (worker.transport), and with a worker (kombu's unacked hash).
+    client.hset(keys["holding"], mapping={"h1:item": alex_raw, "h1:queue": keys["queue"], "h2:item": sam_raw, "h2:queue": keys["queue"]})
+    client.zadd(keys["holding_index"], {"h1": time.time(), "h2": time.time()})
+    client.hset(keys["unacked"], mapping={"tag-1": json.dumps([json.loads(alex_raw), "", keys["queue"]]), "tag-2": json.dumps([json.loads(sam_raw), "", keys["queue"]])})
+    client.zadd(keys["unacked_index"], {"tag-1": time.time(), "tag-2": time.time()})
+    # Dead letters: the person's message (base64 inside the record) and someone else's.
+    client.lpush(keys["dead"], json.dumps(dead_letter_record(alex_raw.encode(), queue=keys["queue"], reason="test")))
+    client.lpush(keys["dead"], json.dumps(dead_letter_record(sam_raw.encode(), queue=keys["queue"], reason="test")))
+    client.xadd(keys["events"], {"type": "upload.finished", "message_en": f"Personio said: {NORMALIZED} exists"})
+    client.xadd(keys["events"], {"type": "upload.finished", "message_en": "in Personio"})
+
+    report = forget_in_redis(
+        client, EMAIL, queues=(keys["queue"],), holding_key=keys["holding"], holding_index_key=keys["holding_index"],
+        unacked_key=keys["unacked"], unacked_index_key=keys["unacked_index"], dead_letters_key=keys["dead"], events_stream=keys["events"],
+    )
+
+    assert report.counts() == {
+        "queued_messages_removed": 2, "queued_messages_rewritten": 1, "held_messages": 1, "unacked_messages": 1,
+        "dead_letters_removed": 1, "stream_events_removed": 1,
+    }
+    assert sorted(r.request_id for r in report.stopped_requests) == ["req-alex", "req-alex", "req-alex", "req-alex-urgent"]
+    left = [*client.lrange(keys["queue"], 0, -1), *client.lrange(f"{keys['queue']}\x06\x169", 0, -1)]
+    bodies = [body_of(raw) for raw in left]
+    assert sorted(b.get("request_id") or b.get("backfill_id") for b in bodies) == ["bf-1", "req-sam"]
+    rewritten = next(b for b in bodies if b.get("backfill_id") == "bf-1")
+    assert rewritten["candidates"] == [backfill["candidates"][0], {"request_id": "bf-1:b", "candidate": {}}]
+    assert client.hkeys(keys["holding"]) == ["h2:item", "h2:queue"] or sorted(client.hkeys(keys["holding"])) == ["h2:item", "h2:queue"]
+    assert client.zrange(keys["holding_index"], 0, -1) == ["h2"]
+    assert client.hkeys(keys["unacked"]) == ["tag-2"] and client.zrange(keys["unacked_index"], 0, -1) == ["tag-2"]
+    assert client.llen(keys["dead"]) == 1 and client.xlen(keys["events"]) == 1
+    everything = json.dumps([left, client.hgetall(keys["holding"]), client.hgetall(keys["unacked"]), client.lrange(keys["dead"], 0, -1)])
+    decoded = everything + json.dumps(bodies)
+    assert NORMALIZED not in decoded.lower()
+
+    again = forget_in_redis(
+        client, EMAIL, queues=(keys["queue"],), holding_key=keys["holding"], holding_index_key=keys["holding_index"],
+        unacked_key=keys["unacked"], unacked_index_key=keys["unacked_index"], dead_letters_key=keys["dead"], events_stream=keys["events"],
+    )
+    assert set(again.counts().values()) == {0}
+    client.close()
