@@ -296,9 +296,10 @@ def upload_status(session: Session, request_id: str) -> dict[str, Any] | None:
         return None
     reason_code = upload.reason_code
     message: dict[str, str] | None = {"en": upload.message_en, "de": upload.message_de or ""} if upload.message_en else None
-    waiting = rate_limit_wait(session.get(Connection, upload.connection_id) if upload.connection_id is not None else None)
-    if waiting is not None and upload.state in (UploadState.QUEUED, UploadState.SENDING):
-        reason_code, message = waiting
+    if upload.state in (UploadState.QUEUED, UploadState.SENDING) and upload.connection_id is not None:
+        waiting = rate_limit_wait(session, session.get(Connection, upload.connection_id))
+        if waiting is not None:
+            reason_code, message = waiting
     return {
         "request_id": upload.request_id,
         "account_id": upload.account_id,
@@ -328,13 +329,20 @@ def upload_status(session: Session, request_id: str) -> dict[str, Any] | None:
     }
 
 
-def rate_limit_wait(connection: Connection | None) -> tuple[str, dict[str, str]] | None:
+def rate_limit_wait(session: Session, connection: Connection | None) -> tuple[str, dict[str, str]] | None:
     """(reason code, messages) of a waiting upload while its company's 429s are sustained.
 
-    Worked out when asked, not stored: it is true exactly as long as the connection's health
-    says so, and every waiting upload of the company says it, also those not yet tried.
+    Worked out when asked, not stored: it is true exactly as long as a connection's health
+    says so, and every waiting upload of the company says it, also those not yet tried. The
+    limit is the Personio company's, so another account connected to the same company counts.
     """
-    if connection is None or connection.health != Health.RATE_LIMITED_SUSTAINED:
+    if connection is None:
         return None
+    if connection.health != Health.RATE_LIMITED_SUSTAINED:
+        connection = session.scalar(
+            select(Connection).where(Connection.company_id == connection.company_id, Connection.health == Health.RATE_LIMITED_SUSTAINED).limit(1)
+        )
+        if connection is None:
+            return None
     since = connection.rate_limited_since or connection.health_changed_at or connection.updated_at
     return "personio.rate_limited_sustained", render_both("personio-sync.waiting-rate-limit", since=moment(since))

@@ -286,3 +286,22 @@ def describe_message(connection: Connection) -> dict[str, str]:
     from services.connections import health_message
 
     return health_message(connection)
+
+
+def test_uploads_of_another_account_of_the_same_company_wait_for_the_same_limit(
+    session: Session, cipher: TokenCipher, connection: Connection, intake_policy: IntakePolicy, clock: Clock,
+) -> None:
+    # given: a second account connected to the same Personio company, and one of another company
+    other = make_connection(session, cipher, account_id="acct-2", company_id=COMPANY, token=TOKEN, jobs_domain=DOMAIN, at=clock())
+    make_link(session, other, project_id=PROJECT, job_position_id=JOB, at=clock())
+    elsewhere = make_connection(session, cipher, account_id="acct-3", company_id=COMPANY + 1, token=TOKEN, jobs_domain=DOMAIN, at=clock())
+    make_link(session, elsewhere, project_id=PROJECT, job_position_id=JOB, at=clock())
+    cv = [{"category": "cv", "filename": "cv.pdf", "content_base64": "JVBERi0xLjQgY3Y="}]
+    make_upload(session, intake_policy, clock(), "req-2", account_id="acct-2", project_id=PROJECT, documents=cv)
+    make_upload(session, intake_policy, clock(), "req-3", account_id="acct-3", project_id=PROJECT, documents=cv)
+    # when: the first account's connection is in a sustained storm
+    connection.health, connection.rate_limited_since = Health.RATE_LIMITED_SUSTAINED, clock() - timedelta(hours=2)
+    session.commit()
+    # then: the same company's upload says it waits for Personio's limit, the other company's does not
+    assert status(session, "req-2")["message"]["de"].startswith(WAITING_DE)
+    assert status(session, "req-3")["message"] is None
