@@ -447,6 +447,39 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from worker.healthcheck import Mode, check_health
+
+    mode: Mode = "liveness" if args.liveness else "readiness" if args.readiness else "full"
+    report = check_health(_settings(), mode=mode, timeout=args.timeout)
+    if not args.quiet:
+        _print(report.as_dict(), args.json, report.text())
+    return report.exit_code
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from worker.metrics import render_metrics, serve_metrics
+    from worker.runtime import Runtime
+
+    settings = _settings()
+    if args.address is not None or args.port is not None:
+        settings = replace(settings, metrics_address=args.address or settings.metrics_address,
+                           metrics_port=settings.metrics_port if args.port is None else args.port)
+    runtime = Runtime(settings)  # reads only: it neither starts Redis nor migrates
+    if args.print:
+        print(render_metrics(runtime), end="")
+        return 0
+    auth = "user:password required" if settings.metrics_basic_auth else "no credentials (PERSONIO_SYNC_METRICS_BASIC_AUTH unset)"
+    try:
+        serve_metrics(runtime, settings, ready=lambda port: print(
+            f"metrics at http://{settings.metrics_address}:{port}/metrics ({auth})", flush=True))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox import main as sandbox_main
 
@@ -536,6 +569,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every dead letter")
 
     add("rotate-keys", cmd_rotate_keys, "re-encrypt every stored token under the newest key", json_flag=True)
+
+    p = add("health", cmd_health, "check Redis, the database, workers consuming every queue, beat, backlog; "
+            "exit 0 healthy, 1 degraded, 2 down", json_flag=True)
+    level = p.add_mutually_exclusive_group()
+    level.add_argument("--liveness", action="store_true", help="only: Redis and the database answer")
+    level.add_argument("--readiness", action="store_true", help="Redis, database at the newest schema, every queue consumed, beat ticking")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the workers' ping answers")
+    p.add_argument("--quiet", action="store_true", help="print nothing; only the exit code")
+
+    p = add("metrics", cmd_metrics, "serve Prometheus metrics (PERSONIO_SYNC_METRICS_ADDRESS/PORT/BASIC_AUTH)")
+    p.add_argument("--address", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--print", action="store_true", help="print the metrics once and exit")
 
     p = add("forget", cmd_forget, "erase one person's data everywhere this system holds it (database, queues, dead letters, events)", json_flag=True)
     p.add_argument("email", help="the person's email address")
