@@ -225,6 +225,13 @@ def _job_details(job: dict[str, Any]) -> str:
     return "".join(f" · {part}" for part in parts if part)
 
 
+def _feed_line(row: Any, language: str) -> str:
+    """The feed's own line under a connection, when it says more than the health message does."""
+    if row["feed_message"] is None or row["feed_status"] == "ok" or row["health"] in ("feed_disabled", "feed_unreachable"):
+        return ""
+    return f"\n    {row['feed_message'][language]}"
+
+
 def cmd_connections(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -237,7 +244,8 @@ def cmd_connections(args: argparse.Namespace) -> int:
     with runtime.session() as session:
         rows = [describe_connection(c) for c in session.scalars(select(Connection).order_by(Connection.account_id))]
     text = "\n".join(
-        f"{r['account_id']}: {r['health']} (company {r['company_id']}, {r['jobs_domain']}) — {r['message'][language]}" for r in rows
+        f"{r['account_id']}: {r['health']} (company {r['company_id']}, {r['jobs_domain']}) — {r['message'][language]}" + _feed_line(r, language)
+        for r in rows
     ) or "(no connections)"
     _print(rows, args.json, text)
     return 0

@@ -115,6 +115,15 @@ def test_jobs_show_what_the_feed_tells_about_a_job(cli_env: object, monkeypatch:
     assert "Engineer — Berlin · Acme Labs GmbH · permanent · 2-5 years · 60000–75000 EUR yearly" in capsys.readouterr().out
 
 
+def test_connections_show_skipped_feed_positions_in_the_chosen_language() -> None:
+    from cli.main import _feed_line
+
+    row = {"health": "healthy", "feed_status": "2 positions skipped", "feed_message": {"en": "2 positions skipped (en)", "de": "2 Stellen übersprungen"}}
+    assert _feed_line(row, "de") == "\n    2 Stellen übersprungen"
+    assert _feed_line({**row, "feed_status": "ok"}, "de") == ""
+    assert _feed_line({**row, "health": "feed_unreachable"}, "en") == ""  # the health message says it already
+
+
 def test_token_is_never_taken_from_the_command_line(cli_env: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("PERSONIO_ACCESS_TOKEN", raising=False)
     with pytest.raises(SystemExit) as exit_info:
