@@ -17,7 +17,7 @@ def compose() -> dict:
 
 
 def test_has_the_production_services(compose: dict) -> None:
-    assert set(compose["services"]) == {"redis", "postgres", "migrate", "worker", "beat", "flower"}
+    assert set(compose["services"]) == {"redis", "postgres", "migrate", "worker", "beat", "flower", "metrics"}
     assert set(compose["volumes"]) == {"redis-data", "postgres-data"}
 
 
@@ -74,6 +74,22 @@ def test_flower_is_password_protected_and_not_public(compose: dict) -> None:
     flower = compose["services"]["flower"]
     assert "PERSONIO_SYNC_FLOWER_BASIC_AUTH" in flower["environment"]
     assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
+def test_app_services_are_health_checked_with_the_health_command(compose: dict) -> None:
+    for name, level in (("worker", "--readiness"), ("beat", "--readiness"), ("flower", "--liveness")):
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL" and test[1].startswith(f"personio-sync health {level}"), name
+        # `health` exits 2 when down; Docker reserves 2, so it is mapped to 1.
+        assert test[1].endswith("|| exit 1")
+
+
+def test_metrics_are_served_with_credentials_and_not_public(compose: dict) -> None:
+    metrics = compose["services"]["metrics"]
+    assert metrics["command"] == ["metrics"]
+    assert metrics["environment"]["PERSONIO_SYNC_METRICS_BASIC_AUTH"].startswith("${METRICS_BASIC_AUTH:?")
+    assert all(port.startswith("127.0.0.1:") for port in metrics["ports"])
+    assert metrics["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_dockerfile_copies_every_package() -> None:
