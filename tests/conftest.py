@@ -193,8 +193,28 @@ def fresh_db_url(postgres_base_url: str | None, tmp_path: Path) -> Iterator[str]
         _drop_pg_database(postgres_base_url, url)
 
 
+@pytest.fixture(scope="session")
+def _migrated_sqlite_file(postgres_base_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A SQLite database migrated to head once per run (None with PostgreSQL)."""
+    if postgres_base_url is not None:
+        return None
+    path = tmp_path_factory.mktemp("migrated-template") / "personio-sync.db"
+    migrate(f"sqlite:///{path}", path.parent / "migrate-lock")
+    return path
+
+
 @pytest.fixture
-def migrated_db_url(db_url: str, tmp_path: Path) -> str:
+def migrated_db_url(db_url: str, tmp_path: Path, _migrated_sqlite_file: Path | None) -> str:
+    """This test's database at the newest schema.
+
+    SQLite: a copy of the file migrated once per run (the same bytes a migration writes,
+    without running Alembic for every test); PostgreSQL: the emptied session database.
+    """
+    if _migrated_sqlite_file is not None:
+        target = Path(make_url(db_url).database or "")
+        if not target.exists():
+            shutil.copyfile(_migrated_sqlite_file, target)
+            return db_url
     migrate(db_url, tmp_path / "migrate-lock")
     return db_url
 
