@@ -9,7 +9,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from models import Base
 from models.db import alembic_config, migrate
@@ -86,3 +86,24 @@ def test_processes_starting_together_migrate_once(fresh_db_url: str, fresh_engin
 
     assert errors == []
     assert current_revision(fresh_engine) == head_revision(fresh_db_url)
+
+
+def test_0006_makes_the_next_feed_refresh_apply_the_whole_feed(fresh_db_url: str, fresh_engine: Engine) -> None:
+    # given: a connection whose feed was applied before jobs kept their section names
+    config = alembic_config(fresh_db_url)
+    command.upgrade(config, "0005")
+    with fresh_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO connections (account_id, company_id, access_token_encrypted, jobs_domain, feed_language, health,"
+            " feed_etag, feed_last_modified, feed_sha256, created_at, updated_at)"
+            " VALUES ('a', 1, 'x', 'acme.jobs.personio.de', 'de', 'healthy', '\"v1\"', 'Mon, 01 Jan 2024 00:00:00 GMT', 'abc',"
+            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))
+
+    # when
+    command.upgrade(config, "0006")
+
+    # then: the feed's validators are gone (no 304, no "same hash"), the storm state is empty
+    with fresh_engine.connect() as conn:
+        row = conn.execute(text("SELECT feed_etag, feed_last_modified, feed_sha256, rate_limited_since FROM connections")).one()
+    assert tuple(row) == (None, None, None, None)
