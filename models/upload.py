@@ -54,7 +54,8 @@ class Upload(Base):
 
     __tablename__ = "uploads"
     __table_args__ = (
-        Index("ix_uploads_dispatch", "state", "connection_id", "priority", "next_attempt_at"),
+        # The id last: dispatch's ORDER BY next_attempt_at, id LIMIT n is the index order (0008).
+        Index("ix_uploads_dispatch", "state", "connection_id", "priority", "next_attempt_at", "id"),
         Index("ix_uploads_lease", "state", "lease_until"),
         # One backfill's due uploads in order (round-robin between backfills, pause, cancel).
         Index("ix_uploads_backfill_dispatch", "backfill_id", "state", "next_attempt_at"),

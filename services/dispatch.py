@@ -146,20 +146,28 @@ def dispatch_connection(
 def due_connections(session: Session, now: datetime, *, limit: int = 10_000, concurrency: int | None = None) -> list[int]:
     """Connections with at least one upload due now (and, given ``concurrency``, a free slot).
 
-    Two aggregate queries for all connections: the pump must not open a transaction per
-    company that is already busy (with hundreds of companies that was the worker's CPU).
+    Two queries for all connections: the pump must not open a transaction per company that is
+    already busy (with hundreds of companies that was the worker's CPU). Their cost follows the
+    number of connections and of uploads in flight, not the queued backlog: each connection is
+    one index probe for its first due upload (a loose index scan), where a GROUP BY over the
+    due uploads read every queued row on every pump tick. The plans are checked in
+    tests/services/test_dispatch_plans.py.
     """
-    # The query already excludes NULL; the ``is not None`` only narrows the column's type.
-    due = [
-        connection_id
-        for connection_id in session.scalars(
-            select(Upload.connection_id)
-            .where(Upload.state == UploadState.QUEUED, Upload.next_attempt_at <= now, Upload.connection_id.is_not(None))
-            .group_by(Upload.connection_id)
-            .limit(limit)
-        ).all()
-        if connection_id is not None
-    ]
+    # A correlated scalar subquery with LIMIT 1, not EXISTS: PostgreSQL may turn EXISTS into a
+    # semi-join that reads the whole backlog; a subplan with a limit is one probe per connection.
+    first_due = (
+        select(Upload.connection_id)
+        .where(
+            Upload.state == UploadState.QUEUED,
+            Upload.connection_id == Connection.id,
+            Upload.priority.in_(list(Priority)),  # every priority: the index's third column
+            Upload.next_attempt_at <= now,
+        )
+        .limit(1)
+        .correlate(Connection)
+        .scalar_subquery()
+    )
+    due = list(session.scalars(select(Connection.id).where(first_due.is_not(None)).order_by(Connection.id).limit(limit)).all())
     if concurrency is None or not due:
         return due
     in_flight = dict(
