@@ -126,9 +126,29 @@ def receive_upload(
         log.info("upload %s already recorded (duplicate delivery); nothing to do", existing.request_id)
         return Received(existing.id, existing.connection_id, existing.state, created=False)
 
+    connection = session.scalar(select(Connection).where(Connection.account_id == request["account_id"]))
+    upload = new_upload(request, connection, now=now, backfill_id=backfill_id)
+    try:
+        with session.begin_nested():  # a SAVEPOINT settles the request_id race; the caller commits (see services)
+            session.add(upload)
+            if upload.is_terminal:
+                events.publish(outcome_event(upload))  # commits with the upload (outbox)
+    except IntegrityError:
+        # Another worker recorded the same request_id between our check and insert: only our insert is undone.
+        winner = session.scalars(select(Upload).where(Upload.request_id == request["request_id"])).one()
+        return Received(winner.id, winner.connection_id, winner.state, created=False)
+    log.info("upload %s recorded as %s", upload.request_id, upload.state.value)
+    return Received(upload.id, upload.connection_id, upload.state, created=True)
+
+
+def new_upload(request: dict[str, Any], connection: Connection | None, *, now: datetime, backfill_id: str | None = None) -> Upload:
+    """The upload row (with documents and first history entry) for a validated request; not added yet.
+
+    Without a connection it is already ``rejected`` (connection-not-found): the caller publishes
+    its outcome event when it adds it.
+    """
     candidate = dict(request["candidate"])
     documents = candidate.pop("documents")
-    connection = session.scalar(select(Connection).where(Connection.account_id == request["account_id"]))
     upload = Upload(
         request_id=request["request_id"],
         account_id=request["account_id"],
@@ -161,17 +181,7 @@ def receive_upload(
     transition(upload, UploadState.QUEUED, now)
     if connection is None:
         finish(upload, UploadState.REJECTED, now, reason_code="personio-sync.connection-not-found", field="account_id")
-    try:
-        with session.begin_nested():  # a SAVEPOINT settles the request_id race; the caller commits (see services)
-            session.add(upload)
-            if upload.is_terminal:
-                events.publish(outcome_event(upload))  # commits with the upload (outbox)
-    except IntegrityError:
-        # Another worker recorded the same request_id between our check and insert: only our insert is undone.
-        winner = session.scalars(select(Upload).where(Upload.request_id == request["request_id"])).one()
-        return Received(winner.id, winner.connection_id, winner.state, created=False)
-    log.info("upload %s recorded as %s", upload.request_id, upload.state.value)
-    return Received(upload.id, upload.connection_id, upload.state, created=True)
+    return upload
 
 
 def _unexpected(payload: Any, exc: Exception) -> UploadRequestInvalid:

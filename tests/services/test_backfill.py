@@ -412,3 +412,17 @@ def test_a_claimed_upload_of_a_backfill_stopped_meanwhile_does_not_start(
     assert limiter.usage("1000") == 0
     if steer == "cancel":
         assert upload.reason_code == "personio-sync.backfill-cancelled" and upload.message_de
+
+
+def test_own_request_ids_are_recorded_once_also_within_a_chunk_and_across_uploads(session: Session, connection_id: int, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    make_upload(session, intake_policy, clock(), "clicked-before", email="before@example.org")
+    start(session, events, clock)
+    entries = [{"request_id": "own-1", "candidate": candidate(1)}, {"request_id": "own-1", "candidate": candidate(2)},
+               {"request_id": "clicked-before", "candidate": candidate(3)}, candidate(4)]
+
+    result = add_to_backfill(session, {"backfill_id": "bf-1", "chunk_index": 0, "candidates": entries}, policy=intake_policy, events=events, now=clock())
+    session.commit()
+
+    assert result is not None and result.recorded == 2
+    assert sorted(session.scalars(select(Upload.request_id).where(Upload.backfill_id == "bf-1"))) == ["bf-1:0:3", "own-1"]
+    assert session.scalar(select(Upload.backfill_id).where(Upload.request_id == "clicked-before")) is None
