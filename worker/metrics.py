@@ -69,6 +69,10 @@ _PRIORITY_STEPS = (3, 6, 9)
 _REASON = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _SEGMENT_ID = re.compile(r"^[0-9]+$|^[0-9a-f-]{32,36}$")
 
+HISTOGRAM_BOUNDS: dict[str, Sequence[float]] = {
+    "personio_request_duration_seconds": REQUEST_BUCKETS,
+    "task_duration_seconds": TASK_BUCKETS,
+}
 METRIC_DOCS: dict[str, str] = {
     "personio_requests_total": "Personio API requests by endpoint and HTTP status (429: rate limited), from every worker.",
     "personio_request_duration_seconds": "Personio API request latency by endpoint.",
@@ -85,36 +89,46 @@ def _field(name: str, labels: Mapping[str, str]) -> str:
     return name + "\t" + json.dumps(dict(sorted(labels.items())), separators=(",", ":"))
 
 
+Count = tuple[str, Mapping[str, str], float]  # name, labels, amount
+Observation = tuple[str, Mapping[str, str], float, Sequence[float]]  # name, labels, value, bucket bounds
+
+
 class MetricsRecorder:
-    """Adds to the shared counters and histograms in Redis; best effort, never raises."""
+    """Adds to the shared counters and histograms in Redis; best effort, never raises.
+
+    A histogram observation increments only its own bucket (``le`` = the first bound it fits
+    under), its count and its sum; the reader makes the buckets cumulative. So one event costs
+    one pipelined round trip of a few commands, whatever the number of buckets.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    def count(self, name: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
-        try:
-            self._redis.hincrbyfloat(METRICS_KEY, _field(name, labels), amount)
-        except redis.RedisError as error:
-            log.debug("metrics: could not count %s (%s)", name, type(error).__name__)
-
-    def observe(self, name: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
+    def record(self, *, counts: Sequence[Count] = (), observations: Sequence[Observation] = (), beats: Sequence[str] = ()) -> None:
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for bound in (*buckets, float("inf")):
-                if value <= bound:
-                    pipe.hincrby(METRICS_KEY, _field(name + "_bucket", {**labels, "le": _bound(bound)}), 1)
-            pipe.hincrby(METRICS_KEY, _field(name + "_count", labels), 1)
-            pipe.hincrbyfloat(METRICS_KEY, _field(name + "_sum", labels), value)
+            for name, labels, amount in counts:
+                pipe.hincrbyfloat(METRICS_KEY, _field(name, labels), amount)
+            for name, labels, value, buckets in observations:
+                bound = next((b for b in buckets if value <= b), float("inf"))
+                pipe.hincrby(METRICS_KEY, _field(name + "_bucket", {**labels, "le": _bound(bound)}), 1)
+                pipe.hincrby(METRICS_KEY, _field(name + "_count", labels), 1)
+                pipe.hincrbyfloat(METRICS_KEY, _field(name + "_sum", labels), value)
+            for task in beats:
+                pipe.hset(HEARTBEATS_KEY, task, f"{time.time():.3f}")
             pipe.execute()
-        except redis.RedisError as error:
-            log.debug("metrics: could not observe %s (%s)", name, type(error).__name__)
+        except (redis.RedisError, OSError) as error:
+            log.debug("metrics: could not record (%s)", type(error).__name__)
 
-    def beat(self, task: str, at: float | None = None) -> None:
+    def count(self, name: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
+        self.record(counts=[(name, labels, amount)])
+
+    def observe(self, name: str, labels: Mapping[str, str], value: float, buckets: Sequence[float]) -> None:
+        self.record(observations=[(name, labels, value, buckets)])
+
+    def beat(self, task: str) -> None:
         """Note that the periodic task ``task`` just finished (``health`` and the pump-age gauge)."""
-        try:
-            self._redis.hset(HEARTBEATS_KEY, task, f"{time.time() if at is None else at:.3f}")
-        except redis.RedisError as error:
-            log.debug("metrics: could not record %s (%s)", task, type(error).__name__)
+        self.record(beats=[task])
 
 
 def _bound(bound: float) -> str:
@@ -140,14 +154,12 @@ def response_hook(recorder_for: Callable[[], MetricsRecorder], api_url: str) -> 
             endpoint = personio_endpoint(response.request.url or "", api_url)
             if endpoint is None:
                 return
-            recorder = recorder_for()
-            status = str(response.status_code)
-            recorder.count(f"{PREFIX}_personio_requests_total", {"endpoint": endpoint, "status": status})
-            recorder.observe(f"{PREFIX}_personio_request_duration_seconds", {"endpoint": endpoint},
-                             response.elapsed.total_seconds(), REQUEST_BUCKETS)
+            counts: list[Count] = [(f"{PREFIX}_personio_requests_total", {"endpoint": endpoint, "status": str(response.status_code)}, 1.0)]
             if response.status_code == 429:
                 company = str(response.request.headers.get("X-Company-ID", "unknown"))
-                recorder.count(f"{PREFIX}_personio_rate_limited_total", {"company_id": company if company.isdigit() else "unknown"})
+                counts.append((f"{PREFIX}_personio_rate_limited_total", {"company_id": company if company.isdigit() else "unknown"}, 1.0))
+            recorder_for().record(counts=counts, observations=[
+                (f"{PREFIX}_personio_request_duration_seconds", {"endpoint": endpoint}, response.elapsed.total_seconds(), REQUEST_BUCKETS)])
         except Exception as error:  # noqa: BLE001 - metrics never break a request
             log.debug("metrics: response hook failed (%s)", type(error).__name__)
 
@@ -167,27 +179,21 @@ def install_task_metrics(recorder_for: Callable[[], MetricsRecorder]) -> None:
             with _started_lock:
                 _started[task_id] = time.monotonic()
 
-    def finished(result: str) -> Callable[..., None]:
-        def handler(sender: Any = None, task_id: str | None = None, request: Any = None, **kwargs: Any) -> None:
-            task_id = task_id or getattr(request, "id", None)
-            name = getattr(sender, "name", None) or "unknown"
-            with _started_lock:
-                started = _started.pop(task_id, None) if task_id else None
-            if not name.startswith("personio_sync."):
-                return
-            recorder = recorder_for()
-            recorder.count(f"{PREFIX}_tasks_total", {"task": name, "result": result})
-            if started is not None:
-                recorder.observe(f"{PREFIX}_task_duration_seconds", {"task": name}, time.monotonic() - started, TASK_BUCKETS)
-            if result == "success" and name == PUMP_TASK:
-                recorder.beat(name)
-
-        return handler
+    def postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs: Any) -> None:
+        with _started_lock:
+            started = _started.pop(task_id, None) if task_id else None
+        name = getattr(task, "name", None) or ""
+        if not name.startswith("personio_sync."):
+            return
+        result = (state or "unknown").lower()  # success, failure, retry, ignored, …
+        observations: list[Observation] = []
+        if started is not None:
+            observations.append((f"{PREFIX}_task_duration_seconds", {"task": name}, time.monotonic() - started, TASK_BUCKETS))
+        recorder_for().record(counts=[(f"{PREFIX}_tasks_total", {"task": name, "result": result}, 1.0)], observations=observations,
+                              beats=[name] if name == PUMP_TASK and result == "success" else [])
 
     signals.task_prerun.connect(prerun, weak=False, dispatch_uid="personio_sync.metrics.prerun")
-    signals.task_success.connect(finished("success"), weak=False, dispatch_uid="personio_sync.metrics.success")
-    signals.task_failure.connect(finished("failure"), weak=False, dispatch_uid="personio_sync.metrics.failure")
-    signals.task_retry.connect(finished("retry"), weak=False, dispatch_uid="personio_sync.metrics.retry")
+    signals.task_postrun.connect(postrun, weak=False, dispatch_uid="personio_sync.metrics.postrun")
 
 
 # --------------------------------------------------------------------------- reading
@@ -235,9 +241,16 @@ def recorded_families(client: redis.Redis) -> list[Metric]:
         sums: dict[tuple[str, ...], float] = {
             tuple(labels.get(k, "") for k in label_names): value for labels, value in samples.get(name + "_sum", [])
         }
+        bounds = HISTOGRAM_BOUNDS.get(short, ())
         for series_key, points in series.items():
-            points.sort(key=lambda point: float(point[0]))
-            histogram.add_metric(list(series_key), points, sums.get(series_key, 0.0))
+            # Stored per bucket; Prometheus wants them cumulative, every bound present, +Inf last.
+            own = {float(le): value for le, value in points}
+            cumulative: list[tuple[str, float]] = []
+            running = 0.0
+            for bound in (*bounds, float("inf")):
+                running += own.get(bound, 0.0)
+                cumulative.append((_bound(bound), running))
+            histogram.add_metric(list(series_key), cumulative, sums.get(series_key, 0.0))
         families.append(histogram)
     return families
 
