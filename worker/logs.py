@@ -111,7 +111,8 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            # Redacted already by the handler's filter; a handler added without it is still safe.
+            "message": record.getMessage() if getattr(record, "_personio_sync_redacted", False) else redact(record.getMessage()),
             "process": record.process,
         }
         context = _task_context.get() or {}
