@@ -341,7 +341,7 @@ def _moment(text: str | None, name: str) -> datetime | None:
 
 def cmd_backfill_redrive(args: argparse.Namespace) -> int:
     from models import UploadState, utcnow
-    from services.backfill import RedriveFilter, backfill_status, redrive_uploads
+    from services.backfill import RedriveFilter, backfill_status, count_unsendable, redrive_uploads
     from tasks.dispatching import dispatch_now
 
     ctx = _ctx()
@@ -356,6 +356,8 @@ def cmd_backfill_redrive(args: argparse.Namespace) -> int:
         until=_moment(args.until, "until"),
     )
     backfill_id = args.id or f"redrive-{uuid.uuid4()}"
+    with runtime.session() as session:
+        unsendable = count_unsendable(session, selection)
     queued = 0
     more = True
     while more:
@@ -371,9 +373,11 @@ def cmd_backfill_redrive(args: argparse.Namespace) -> int:
         except Exception as error:  # the pump picks them up within one tick
             print(f"(not dispatched right now: {type(error).__name__}; the pump does it within seconds)", file=sys.stderr)
     skipped = status["skipped_already_in_personio"] if status else 0
-    ctx.print({"backfill_id": backfill_id, "queued": queued, "skipped_already_in_personio": skipped, "status": status}, args.json,
-              f"re-drive {backfill_id}: {queued} uploads queued again, {skipped} left alone (already in Personio for the job); "
-              f"follow it with `personio-sync backfill status {backfill_id} --follow`")
+    ctx.print({"backfill_id": backfill_id, "queued": queued, "skipped_already_in_personio": skipped,
+               "not_redrivable_documents_gone": unsendable, "status": status}, args.json,
+              f"re-drive {backfill_id}: {queued} uploads queued again, {skipped} left alone (already in Personio for the job)"
+              + (f", {unsendable} not re-driven (an inline document was never uploaded and is no longer kept: send them again as new uploads)" if unsendable else "")
+              + f"; follow it with `personio-sync backfill status {backfill_id} --follow`")
     return 0
 
 

@@ -46,6 +46,7 @@ from models import (
     BackfillKind,
     BackfillState,
     Connection,
+    DocumentSource,
     Priority,
     ProjectLink,
     Upload,
@@ -711,20 +712,7 @@ def redrive_uploads(
         )
         session.add(backfill)
         session.flush()
-    conditions: list[ColumnElement[bool]] = [
-        Upload.account_id == selection.account_id,
-        Upload.state == selection.outcome,
-        or_(Upload.backfill_id.is_(None), Upload.backfill_id != backfill.id),
-    ]
-    if selection.reason_code:
-        conditions.append(Upload.reason_code == selection.reason_code)
-    if selection.project_id:
-        conditions.append(Upload.project_id == selection.project_id)
-    moment = Upload.updated_at if selection.outcome == UploadState.HELD else Upload.finished_at
-    if selection.since:
-        conditions.append(moment >= selection.since)
-    if selection.until:
-        conditions.append(moment < selection.until)
+    conditions = _redrive_conditions(selection) + [or_(Upload.backfill_id.is_(None), Upload.backfill_id != backfill.id), ~_documents_gone()]
     uploads = session.scalars(select(Upload).where(*conditions).order_by(Upload.id).limit(batch + 1)).all()
     queued = 0
     for upload in uploads[:batch]:
@@ -753,6 +741,41 @@ def redrive_uploads(
         backfill.sealed = True
     session.flush()
     return backfill, queued, more
+
+
+def _redrive_conditions(selection: RedriveFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Upload.account_id == selection.account_id, Upload.state == selection.outcome]
+    if selection.reason_code:
+        conditions.append(Upload.reason_code == selection.reason_code)
+    if selection.project_id:
+        conditions.append(Upload.project_id == selection.project_id)
+    moment = Upload.updated_at if selection.outcome == UploadState.HELD else Upload.finished_at
+    if selection.since:
+        conditions.append(moment >= selection.since)
+    if selection.until:
+        conditions.append(moment < selection.until)
+    return conditions
+
+
+def _documents_gone() -> ColumnElement[bool]:
+    """SQL: an inline document neither at Personio nor kept any more (its bytes end with the upload)."""
+    return exists(
+        select(UploadDocument.id).where(
+            UploadDocument.upload_id == Upload.id,
+            UploadDocument.personio_uuid.is_(None),
+            UploadDocument.source == DocumentSource.INLINE,
+            UploadDocument.content.is_(None),
+        )
+    )
+
+
+def count_unsendable(session: Session, selection: RedriveFilter) -> int:
+    """Uploads the filter matches that cannot be re-driven: an inline document's bytes are gone.
+
+    Their document was not uploaded and its bytes are not kept after an outcome; the main app
+    sends such candidates again as new uploads.
+    """
+    return session.scalar(select(func.count()).select_from(Upload).where(*_redrive_conditions(selection), _documents_gone())) or 0
 
 
 def _already_in_personio(session: Session, upload: Upload) -> bool:

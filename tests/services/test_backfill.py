@@ -426,3 +426,22 @@ def test_own_request_ids_are_recorded_once_also_within_a_chunk_and_across_upload
     assert result is not None and result.recorded == 2
     assert sorted(session.scalars(select(Upload.request_id).where(Upload.backfill_id == "bf-1"))) == ["bf-1:0:3", "own-1"]
     assert session.scalar(select(Upload.backfill_id).where(Upload.request_id == "clicked-before")) is None
+
+
+def test_redrive_leaves_uploads_whose_inline_document_is_gone(session: Session, connection_id: int, intake_policy: IntakePolicy, clock: Clock) -> None:
+    from services.backfill import count_unsendable
+
+    cv = {"category": "cv", "filename": "cv.pdf", "content_base64": "JVBERi0xLjQK"}
+    gone = make_upload(session, intake_policy, clock(), "gone", email="g@example.org", documents=[cv])
+    kept = make_upload(session, intake_policy, clock(), "kept", email="k@example.org", documents=[cv])
+    session.execute(update(Upload).where(Upload.id.in_([gone, kept])).values(state=UploadState.FAILED, finished_at=clock()))
+    session.execute(update(UploadDocument).where(UploadDocument.upload_id == gone).values(content=None))
+    session.commit()
+    selection = RedriveFilter(ACCOUNT, UploadState.FAILED)
+
+    assert count_unsendable(session, selection) == 1
+    _, queued, more = redrive_uploads(session, selection, now=clock())
+
+    assert (queued, more) == (1, False)
+    assert session.get(Upload, kept).state == UploadState.QUEUED  # type: ignore[union-attr]
+    assert session.get(Upload, gone).state == UploadState.FAILED  # type: ignore[union-attr]
