@@ -1,7 +1,8 @@
-"""The producer package sends exactly what the service accepts: names, shapes, ids, checks.
+"""The producer package sends exactly what the service accepts: names, shapes, ids, limits, checks.
 
 The package may not import the service, so it keeps its own copy of the names; these tests are
-what keeps the copy equal to ``config/names.py`` and the worker's transport.
+what keeps the copy equal to ``config/names.py``, the worker's transport and the producer in
+``tasks/producer.py``.
 """
 
 from __future__ import annotations
@@ -17,51 +18,69 @@ import redis
 
 import tasks.producer
 from config import names
+from services.backfill import candidate_entry_size, chunk_problem, valid_backfill_id
 from services.schemas import UploadRequestInvalid, load_upload_request, usable_request_id
 from tests.services.bad_requests import INVALID, POLICY, REJECTED, cases, valid
 from worker.transport import inspect_message, redact_arguments
 
-from personio_sync_client import InvalidRequest, PersonioSyncClient, contract  # isort: skip
-from personio_sync_client.client import BACKFILL, UPLOAD_REQUEST, MessageKind  # isort: skip
+from personio_sync_client import InvalidRequest, PersonioSyncClient, backfill_chunks, contract  # isort: skip
+from personio_sync_client import client as client_module  # isort: skip
+from personio_sync_client.client import (  # isort: skip
+    BACKFILL_CANCEL,
+    BACKFILL_CHUNK,
+    BACKFILL_PAUSE,
+    BACKFILL_SEAL,
+    BACKFILL_START,
+    KINDS,
+    UPLOAD_REQUEST,
+    MessageKind,
+)
 
-KINDS = (UPLOAD_REQUEST, BACKFILL)
+SAMPLES: list[tuple[MessageKind, Any]] = [
+    (UPLOAD_REQUEST, valid()),
+    (BACKFILL_START, {"backfill_id": "bf-1", "account_id": "acct-a", "project_id": "proj-a", "expected_total": 2}),
+    (BACKFILL_CHUNK, {"backfill_id": "bf-1", "chunk_index": 0,
+                      "candidates": [valid()["candidate"], {"request_id": "own-id", "candidate": valid()["candidate"]}]}),
+    (BACKFILL_SEAL, {"backfill_id": "bf-1", "chunk_count": 1}),
+    (BACKFILL_PAUSE, "bf-1"),
+    (BACKFILL_CANCEL, "bf-1"),
+]
 
 
-def backfill() -> dict[str, Any]:
+def whole_backfill(count: int = 2) -> dict[str, Any]:
     return {"backfill_id": "bf-1", "account_id": "acct-a", "project_id": "proj-a",
-            "candidates": [valid()["candidate"], {"request_id": "own-id", "candidate": valid()["candidate"]}]}
+            "candidates": [{**valid()["candidate"], "email": f"c{n}@example.org"} for n in range(count)]}
 
 
-def test_names_are_the_services() -> None:
-    assert contract.INTAKE_QUEUE == names.INTAKE_QUEUE
-    assert contract.UPLOAD_TASK == names.UPLOAD_TASK
-    assert contract.BACKFILL_TASK == names.BACKFILL_TASK
-    for task, count in contract.PRODUCER_TASKS.items():
-        assert task in names.TASK_ARGUMENTS, f"{task} is no task of the service"
-        assert count == len(names.TASK_ARGUMENTS[task]), f"{task}: the service takes {len(names.TASK_ARGUMENTS[task])} argument(s)"
+def test_names_and_limits_are_the_services() -> None:
+    for name in ("INTAKE_QUEUE", "UPLOAD_TASK", "BACKFILL_TASK", "BACKFILL_CHUNK_TASK", "BACKFILL_SEAL_TASK",
+                 "BACKFILL_PAUSE_TASK", "BACKFILL_RESUME_TASK", "BACKFILL_CANCEL_TASK",
+                 "BACKFILL_CHUNK_MAX_CANDIDATES", "BACKFILL_CHUNK_MAX_BYTES", "BACKFILL_ID_MAX_LENGTH"):
+        assert getattr(contract, name) == getattr(names, name), name
+    for task, arguments in contract.PRODUCER_TASKS.items():
+        assert names.TASK_ARGUMENTS.get(task) == arguments, f"{task}: the service takes {names.TASK_ARGUMENTS.get(task)}"
     assert {kind.task for kind in KINDS} == set(contract.PRODUCER_TASKS)
 
 
 def test_every_message_the_services_producer_sends_the_package_sends_too() -> None:
-    """A message added to tasks/producer.py (its *_TASK exports) needs its twin in the package."""
-    exported = {getattr(tasks.producer, name) for name in tasks.producer.__all__ if name.endswith("_TASK")}
-    sent_to_intake = exported - {names.INTAKE_QUEUE}
-    missing = sent_to_intake - set(contract.PRODUCER_TASKS)
-    assert not missing, f"add {sorted(missing)} to clients/python (contract.PRODUCER_TASKS, a MessageKind and a send_* method)"
+    """A task tasks/producer.py sends (the *_TASK names it uses) needs its twin in the package."""
+    sent = {value for key, value in vars(tasks.producer).items() if key.endswith("_TASK") and isinstance(value, str)}
+    missing = sent - set(contract.PRODUCER_TASKS)
+    assert not missing, f"add {sorted(missing)} to clients/python (contract.PRODUCER_TASKS, a MessageKind and a method)"
 
 
-@pytest.mark.parametrize("value", ["a", "A.b_c:d-9", "x" * 128, "x" * 129, "", "-a", "a b", "a\n", "ä", "a/b", "1:2"])
-def test_ids_follow_the_services_rule(value: str) -> None:
-    client_ok = not UPLOAD_REQUEST.errors({**valid(), "request_id": value})
-    assert client_ok == (usable_request_id(value) is not None)
+@pytest.mark.parametrize("value", ["a", "A.b_c:d-9", "x" * 64, "x" * 65, "x" * 128, "x" * 129, "", "-a", "a b", "a\n", "ä", "a/b"])
+def test_ids_follow_the_services_rules(value: str) -> None:
+    assert (not UPLOAD_REQUEST.errors({**valid(), "request_id": value})) == (usable_request_id(value) is not None)
+    assert (not BACKFILL_PAUSE.errors(value)) == (valid_backfill_id(value) is not None)
 
 
-@pytest.mark.parametrize("kind,message", [(UPLOAD_REQUEST, valid()), (BACKFILL, backfill())], ids=["upload", "backfill"])
-def test_envelope_passes_the_workers_checks_unchanged(kind: MessageKind, message: dict[str, Any]) -> None:
-    envelope, task_id = kind.envelope(message)
+@pytest.mark.parametrize("kind,argument", SAMPLES, ids=[kind.task for kind, _ in SAMPLES])
+def test_envelope_passes_the_workers_checks_unchanged(kind: MessageKind, argument: Any) -> None:
+    envelope, task_id = kind.envelope(argument)
     inspected = inspect_message(envelope.encode())
     assert inspected.task == kind.task and inspected.message_id == task_id
-    assert inspected.args == [message]
+    assert inspected.args == [argument]
     headers = inspected.payload["headers"]
     sent_repr = headers["argsrepr"]
     redact_arguments(inspected)
@@ -83,6 +102,20 @@ def test_text_survives_the_round_trip() -> None:
     assert inspect_message(envelope).args == [request]
 
 
+def test_chunks_are_packed_and_measured_as_the_service_does() -> None:
+    entries = [{"request_id": f"bf:{n}", "candidate": {"first_name": "Jörg" * (n % 7), "last_name": "X", "email": f"{n}@example.org"}}
+               for n in range(1203)]
+    assert [client_module.validation.entry_size(entry) for entry in entries[:20]] == [candidate_entry_size(entry) for entry in entries[:20]]
+    ours = list(backfill_chunks(entries))
+    assert ours == list(tasks.producer.backfill_chunks(entries))
+    assert [len(chunk) for chunk in ours] == [500, 500, 203]
+    assert all(chunk_problem(chunk) is None for chunk in ours)
+    by_size = list(backfill_chunks(entries, max_bytes=10_000))
+    assert by_size == list(tasks.producer.backfill_chunks(entries, max_bytes=10_000))
+    with pytest.raises(InvalidRequest, match=r"candidates.0: is \d+ bytes as JSON, more than a chunk holds \(10\)"):
+        list(backfill_chunks(entries, max_bytes=10))
+
+
 @pytest.fixture
 def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(real_redis_url, decode_responses=True)
@@ -92,11 +125,20 @@ def real_redis(real_redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def _queued(client: redis.Redis) -> list[dict[str, Any]]:
+    """The queued envelopes in the order the worker takes them (LPUSH in, RPOP out)."""
+    return [json.loads(item) for item in reversed(client.lrange(names.INTAKE_QUEUE, 0, -1))]
+
+
+def _argument(envelope: dict[str, Any]) -> Any:
+    return json.loads(base64.b64decode(envelope["body"]))[0][0]
+
+
 def test_the_envelope_has_the_shape_celery_sends(real_redis: redis.Redis, real_redis_url: str) -> None:
     """Field for field what ``Celery.send_task`` pushes (the service's own producer), values aside."""
     tasks.producer.send_upload_request(valid("by-celery"), broker_url=real_redis_url.replace("unix://", "redis+socket://"))
     PersonioSyncClient.from_url(real_redis_url).send_upload_request(valid("by-client"))
-    by_client, by_celery = (json.loads(item) for item in real_redis.lrange(names.INTAKE_QUEUE, 0, -1))
+    by_celery, by_client = _queued(real_redis)
 
     def shape(envelope: dict[str, Any]) -> dict[str, Any]:
         return {key: sorted(value) if isinstance(value, dict) else type(value).__name__ for key, value in envelope.items()}
@@ -113,6 +155,19 @@ def test_the_envelope_has_the_shape_celery_sends(real_redis: redis.Redis, real_r
     assert body_client[0][0] == {**body_celery[0][0], "request_id": "by-client"}
 
 
+def test_a_whole_backfill_goes_as_the_services_producer_sends_it(real_redis: redis.Redis, real_redis_url: str) -> None:
+    backfill = whole_backfill(1001)
+    tasks.producer.send_backfill(backfill, broker_url=real_redis_url.replace("unix://", "redis+socket://"))
+    by_celery = [(e["headers"]["task"], _argument(e)) for e in _queued(real_redis)]
+    real_redis.delete(names.INTAKE_QUEUE)
+    assert PersonioSyncClient.from_url(real_redis_url).send_backfill(backfill) == "bf-1"
+    by_client = [(e["headers"]["task"], _argument(e)) for e in _queued(real_redis)]
+    assert by_client == by_celery
+    assert [task for task, _ in by_client] == [names.BACKFILL_TASK] + [names.BACKFILL_CHUNK_TASK] * 3 + [names.BACKFILL_SEAL_TASK]
+    assert by_client[-1][1] == {"backfill_id": "bf-1", "chunk_count": 3}
+    assert by_client[1][1]["candidates"][0]["request_id"] == "bf-1:0"
+
+
 def test_a_batch_is_all_or_nothing(real_redis: redis.Redis, real_redis_url: str) -> None:
     client = PersonioSyncClient.from_url(real_redis_url)
     broken = valid("b-2")
@@ -122,8 +177,7 @@ def test_a_batch_is_all_or_nothing(real_redis: redis.Redis, real_redis_url: str)
     assert refused.value.errors == ["#1: candidate.email: is required (non-blank text)"]
     assert real_redis.llen(names.INTAKE_QUEUE) == 0
     ids = client.send_upload_requests([valid("b-1"), valid("b-2")])
-    queued = [json.loads(item)["headers"]["id"] for item in real_redis.lrange(names.INTAKE_QUEUE, 0, -1)]
-    assert sorted(queued) == sorted(ids)
+    assert [envelope["headers"]["id"] for envelope in _queued(real_redis)] == ids
 
 
 def test_missing_and_non_json_fields_are_named_without_their_values() -> None:
@@ -146,19 +200,29 @@ def test_missing_and_non_json_fields_are_named_without_their_values() -> None:
     assert "Zelinda" not in str(refused.value)
 
 
-def test_a_backfill_is_checked_per_candidate() -> None:
-    broken = backfill()
-    broken["backfill_id"] = "x" * 65
-    broken["candidates"][1]["candidate"] = {"first_name": "A"}
+def test_backfill_messages_are_checked_for_what_the_worker_would_refuse_whole() -> None:
     with pytest.raises(InvalidRequest) as refused:
-        BACKFILL.envelope(broken)
+        BACKFILL_CHUNK.envelope({"backfill_id": "x" * 65, "chunk_index": -1, "candidates": [valid()["candidate"], "Zelinda", {"candidate": {}}]})
     assert refused.value.errors == [
         "backfill_id: must be 1-64 of A-Z a-z 0-9 . _ : -, starting with a letter or digit",
-        "candidates.1.candidate.last_name: is required (non-blank text)",
-        "candidates.1.candidate.email: is required (non-blank text)",
+        "chunk_index: must be a whole number from 0 to 1000000",
+        "candidates.1: must be a candidate object, not str",
+        "candidates.2.request_id: is required (1-128 of A-Z a-z 0-9 . _ : -, starting with a letter or digit)",
     ]
-    with pytest.raises(InvalidRequest, match="candidates: must be a non-empty list"):
-        BACKFILL.envelope({**backfill(), "candidates": []})
+    with pytest.raises(InvalidRequest, match="a chunk holds at most 500 candidates, this one has 501"):
+        BACKFILL_CHUNK.envelope({"backfill_id": "bf", "chunk_index": 0, "candidates": [{}] * 501})
+    with pytest.raises(InvalidRequest, match="expected_total: must be a whole number from 0 to 10000000"):
+        BACKFILL_START.envelope({"backfill_id": "bf", "account_id": "a", "project_id": "p", "expected_total": True})
+    with pytest.raises(InvalidRequest, match="project_id: is required"):
+        PersonioSyncClient(redis.Redis()).send_backfill({**whole_backfill(), "project_id": None})
+    with pytest.raises(InvalidRequest, match="backfill_id: is required"):
+        BACKFILL_SEAL.envelope({"chunk_count": 2})
+
+
+def test_a_candidate_of_a_backfill_is_answered_by_the_worker_not_refused_here() -> None:
+    """One bad profile in a chunk becomes that candidate's rejected outcome; the rest go on."""
+    chunk = {"backfill_id": "bf", "chunk_index": 0, "candidates": [{"first_name": "only a first name"}, valid()["candidate"]]}
+    inspect_message(BACKFILL_CHUNK.envelope(chunk)[0])
 
 
 def test_never_stricter_than_the_service() -> None:

@@ -1,8 +1,8 @@
-"""Send upload requests to personio-sync from the main app (needs only redis-py).
+"""Send upload requests and backfills to personio-sync from the main app (needs only redis-py).
 
 ::
 
-    from personio_sync_client import PersonioSyncClient, InvalidRequest
+    from personio_sync_client import InvalidRequest, PersonioSyncClient
 
     client = PersonioSyncClient.from_url("redis://redis:6379/0")   # personio-sync's REDIS_URL
     task_id = client.send_upload_request({"request_id": "...", "account_id": "...", ...})
@@ -14,18 +14,33 @@ The messages are Celery protocol-2 messages on personio-sync's intake queue, exa
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from personio_sync_client.client import PersonioSyncClient
-from personio_sync_client.contract import BACKFILL_TASK, INTAKE_QUEUE, UPLOAD_TASK
+from personio_sync_client.client import PersonioSyncClient, backfill_chunks
+from personio_sync_client.contract import (
+    BACKFILL_CHUNK_MAX_BYTES,
+    BACKFILL_CHUNK_MAX_CANDIDATES,
+    BACKFILL_TASK,
+    INTAKE_QUEUE,
+    UPLOAD_TASK,
+)
 from personio_sync_client.validation import InvalidRequest
 
+try:
+    __version__ = version("personio-sync-client")
+except PackageNotFoundError:  # imported from a checkout
+    __version__ = "0+unknown"
+
 __all__ = [
+    "BACKFILL_CHUNK_MAX_BYTES",
+    "BACKFILL_CHUNK_MAX_CANDIDATES",
     "BACKFILL_TASK",
     "INTAKE_QUEUE",
     "UPLOAD_TASK",
     "InvalidRequest",
     "PersonioSyncClient",
+    "backfill_chunks",
     "send_backfill",
     "send_upload_request",
 ]
@@ -42,5 +57,5 @@ def send_upload_request(request: dict[str, Any], *, broker_url: str) -> str:
 
 
 def send_backfill(backfill: dict[str, Any], *, broker_url: str) -> str:
-    """Queue one backfill on the Redis at ``broker_url``."""
+    """Send a whole backfill (start, chunks, seal) to the Redis at ``broker_url``."""
     return _client(broker_url).send_backfill(backfill)

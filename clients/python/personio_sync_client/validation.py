@@ -2,25 +2,34 @@
 
 Only what is required and the JSON shape are checked here; the full contract (email rules,
 document types and sizes, attributes, ...) has one owner, the worker, which answers every
-request that passes these checks with an outcome on its events stream. The errors name fields
-by their path and never repeat the value sent (it may be candidate data).
+message that passes these checks: an upload request with an outcome on its events stream, each
+candidate of a backfill chunk with its own outcome (one bad profile never holds up the rest). The
+errors name fields by their path and never repeat the value sent (it may be candidate data).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from personio_sync_client.contract import ID_PATTERN
+from personio_sync_client.contract import (
+    BACKFILL_CHUNK_INDEX_MAX,
+    BACKFILL_CHUNK_MAX_BYTES,
+    BACKFILL_CHUNK_MAX_CANDIDATES,
+    BACKFILL_COUNT_MAX,
+    BACKFILL_ID_MAX_LENGTH,
+    ID_PATTERN,
+)
 
 PRIORITIES = ("interactive", "backfill")
 DOCUMENT_SOURCES = ("content_base64", "url")
 _ID = re.compile(ID_PATTERN)
-# Ids built as "{backfill_id}:{index}" must stay within the 128 characters of a request_id.
-BACKFILL_ID_MAX = 64
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_DEPTH = 32
 
 
 class InvalidRequest(ValueError):
@@ -32,45 +41,97 @@ class InvalidRequest(ValueError):
         super().__init__(f"{what} not sent:\n  " + "\n  ".join(shown))
 
 
+# ------------------------------------------------------------------ messages
+
+
 def upload_request_errors(request: Any) -> list[str]:
     """What makes ``request`` no upload request (empty when it may be sent)."""
     if not isinstance(request, Mapping):
         return [f"request: must be an object (a dict), not {_kind(request)}"]
-    errors = _json_errors(request, "")
-    errors += _id_errors(request, "request_id", max_length=128)
+    errors = json_errors(request)
+    errors += id_errors(request.get("request_id"), "request_id")
     errors += _target_errors(request)
     priority = request.get("priority")
     if priority is not None and priority not in PRIORITIES:
         errors.append(f"priority: must be one of {', '.join(PRIORITIES)}")
-    errors += candidate_errors(request.get("candidate"), "candidate", required=True)
+    errors += candidate_errors(request.get("candidate"), "candidate")
     return errors
 
 
 def backfill_errors(backfill: Any) -> list[str]:
-    """What makes ``backfill`` no backfill (empty when it may be sent)."""
+    """A whole backfill ``{"backfill_id", "account_id", "project_id", "candidates"}`` (sent in chunks)."""
     if not isinstance(backfill, Mapping):
         return [f"backfill: must be an object (a dict), not {_kind(backfill)}"]
-    errors = _json_errors(backfill, "")
-    errors += _id_errors(backfill, "backfill_id", max_length=BACKFILL_ID_MAX)
+    errors = json_errors(backfill)
+    errors += id_errors(backfill.get("backfill_id"), "backfill_id", BACKFILL_ID_MAX_LENGTH)
     errors += _target_errors(backfill)
     candidates = backfill.get("candidates")
-    if not isinstance(candidates, list) or not candidates:
-        errors.append("candidates: must be a non-empty list of candidates")
-        return errors
-    for index, entry in enumerate(candidates):
-        path = f"candidates.{index}"
-        if isinstance(entry, Mapping) and "candidate" in entry:
-            # {"request_id": ..., "candidate": {...}}: an entry that brings its own request id.
-            errors += [f"{path}.{line}" for line in _id_errors(entry, "request_id", max_length=128)]
-            errors += candidate_errors(entry["candidate"], f"{path}.candidate", required=True)
-        else:
-            errors += candidate_errors(entry, path, required=True)
+    if not isinstance(candidates, list):
+        errors.append("candidates: must be a list of candidates (or of {\"request_id\", \"candidate\"} objects)")
+    else:
+        errors += _entries_errors(candidates)
     return errors
 
 
-def candidate_errors(candidate: Any, path: str, *, required: bool) -> list[str]:
-    if candidate is None and not required:
-        return []
+def start_errors(start: Any) -> list[str]:
+    """``{"backfill_id", "account_id", "project_id", "expected_total"?}``."""
+    if not isinstance(start, Mapping):
+        return [f"start: must be an object (a dict), not {_kind(start)}"]
+    errors = json_errors(start)
+    errors += id_errors(start.get("backfill_id"), "backfill_id", BACKFILL_ID_MAX_LENGTH)
+    errors += _target_errors(start)
+    errors += _count_errors(start.get("expected_total"), "expected_total", BACKFILL_COUNT_MAX)
+    return errors
+
+
+def chunk_errors(chunk: Any) -> list[str]:
+    """``{"backfill_id", "chunk_index", "candidates"}`` within the chunk limits."""
+    if not isinstance(chunk, Mapping):
+        return [f"chunk: must be an object (a dict), not {_kind(chunk)}"]
+    errors = json_errors(chunk)
+    errors += id_errors(chunk.get("backfill_id"), "backfill_id", BACKFILL_ID_MAX_LENGTH)
+    index = chunk.get("chunk_index")
+    if index is None:
+        errors.append(f"chunk_index: is required (0-{BACKFILL_CHUNK_INDEX_MAX}, unique per chunk of the backfill)")
+    else:
+        errors += _count_errors(index, "chunk_index", BACKFILL_CHUNK_INDEX_MAX)
+    candidates = chunk.get("candidates")
+    if not isinstance(candidates, list):
+        errors.append("candidates: must be a list of candidates (or of {\"request_id\", \"candidate\"} objects)")
+        return errors
+    errors += _entries_errors(candidates)
+    if len(candidates) > BACKFILL_CHUNK_MAX_CANDIDATES:
+        errors.append(f"candidates: a chunk holds at most {BACKFILL_CHUNK_MAX_CANDIDATES} candidates, this one has {len(candidates)}; split it (backfill_chunks() does)")
+    elif not errors:
+        size = sum(entry_size(entry) for entry in candidates)
+        if size > BACKFILL_CHUNK_MAX_BYTES:
+            errors.append(f"candidates: a chunk holds at most {BACKFILL_CHUNK_MAX_BYTES} bytes of JSON, this one has {size}; "
+                          "send fewer candidates per chunk (backfill_chunks() packs them), or documents by url")
+    return errors
+
+
+def seal_errors(seal: Any) -> list[str]:
+    """``{"backfill_id", "chunk_count"?}``."""
+    if not isinstance(seal, Mapping):
+        return [f"seal: must be an object (a dict), not {_kind(seal)}"]
+    return [*json_errors(seal), *id_errors(seal.get("backfill_id"), "backfill_id", BACKFILL_ID_MAX_LENGTH),
+            *_count_errors(seal.get("chunk_count"), "chunk_count", BACKFILL_COUNT_MAX)]
+
+
+def backfill_id_errors(backfill_id: Any) -> list[str]:
+    return id_errors(backfill_id, "backfill_id", BACKFILL_ID_MAX_LENGTH)
+
+
+# ------------------------------------------------------------------ parts
+
+
+def entry_size(entry: Any) -> int:
+    """Bytes of one candidate entry as the worker measures a chunk (compact JSON, UTF-8)."""
+    return len(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def candidate_errors(candidate: Any, path: str) -> list[str]:
+    """The required fields of one candidate (an upload request's; the worker checks the rest)."""
     if not isinstance(candidate, Mapping):
         return [f"{path}: is required and must be an object (a dict)" if candidate is None else f"{path}: must be an object, not {_kind(candidate)}"]
     errors = []
@@ -91,6 +152,17 @@ def candidate_errors(candidate: Any, path: str, *, required: bool) -> list[str]:
     return errors
 
 
+def _entries_errors(entries: list[Any]) -> list[str]:
+    # Only the shape of each entry: a candidate's content is answered per candidate by the worker.
+    errors = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            errors.append(f"candidates.{index}: must be a candidate object, not {_kind(entry)}")
+        elif "candidate" in entry:
+            errors += [f"candidates.{index}.{line}" for line in id_errors(entry.get("request_id"), "request_id")]
+    return errors
+
+
 def _document_errors(document: Any, path: str) -> list[str]:
     if not isinstance(document, Mapping):
         return [f"{path}: must be an object, not {_kind(document)}"]
@@ -105,12 +177,12 @@ def _document_errors(document: Any, path: str) -> list[str]:
     return errors
 
 
-def _id_errors(message: Mapping[str, Any], field: str, *, max_length: int) -> list[str]:
-    value = message.get(field)
+def id_errors(value: Any, field: str, max_length: int = 128) -> list[str]:
+    rule = f"1-{max_length} of A-Z a-z 0-9 . _ : -, starting with a letter or digit"
     if not isinstance(value, str) or not value:
-        return [f"{field}: is required (1-{max_length} of A-Z a-z 0-9 . _ : -)"]
+        return [f"{field}: is required ({rule})"]
     if len(value) > max_length or not _ID.fullmatch(value):
-        return [f"{field}: must be 1-{max_length} of A-Z a-z 0-9 . _ : -, starting with a letter or digit"]
+        return [f"{field}: must be {rule}"]
     return []
 
 
@@ -125,10 +197,18 @@ def _target_errors(message: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def _json_errors(value: Any, path: str, depth: int = 0) -> list[str]:
-    """Values JSON cannot carry (dates, bytes, NaN, non-text keys), each by its path."""
-    if depth > 32:
-        return [f"{path}: nests deeper than 32 levels"]
+def _count_errors(value: Any, field: str, maximum: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        return [f"{field}: must be a whole number from 0 to {maximum}"]
+    return []
+
+
+def json_errors(value: Any, path: str = "", depth: int = 0) -> list[str]:
+    """Values JSON cannot carry (dates, bytes, NaN, huge integers, non-text keys), each by its path."""
+    if depth > MAX_DEPTH:
+        return [f"{path}: nests deeper than {MAX_DEPTH} levels"]
     if value is None or isinstance(value, (str, bool)):
         return []
     if isinstance(value, int):
@@ -142,20 +222,16 @@ def _json_errors(value: Any, path: str, depth: int = 0) -> list[str]:
             if not isinstance(key, str):
                 errors.append(f"{path or 'message'}: has a field name that is {_kind(key)}, not text")
                 continue
-            errors += _json_errors(item, _join(path, key if _plain(key) else "<field>"), depth + 1)
+            errors += json_errors(item, _join(path, key if _PLAIN_KEY.fullmatch(key) else "<field>"), depth + 1)
         return errors
     if isinstance(value, (list, tuple)):
-        return [error for index, item in enumerate(value) for error in _json_errors(item, _join(path, str(index)), depth + 1)]
+        return [error for index, item in enumerate(value) for error in json_errors(item, _join(path, str(index)), depth + 1)]
     hint = " (send dates as 'YYYY-MM-DD' text, files as base64 text)" if _kind(value) in ("date", "datetime", "bytes") else ""
-    return [f"{path}: {_kind(value)} is not a JSON value{hint}"]
+    return [f"{path or 'message'}: {_kind(value)} is not a JSON value{hint}"]
 
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-def _plain(key: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key))
 
 
 def _kind(value: Any) -> str:
