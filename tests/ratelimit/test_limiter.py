@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from ratelimit import Acquisition, CompanyRateLimiter, RateBudget
+from tests.concurrency import run_at_once
 
 if TYPE_CHECKING:
     from tests.ratelimit.conftest import FakeClock, LimiterFactory
@@ -392,11 +393,7 @@ def test_threads_never_overshoot(real_redis: redis.Redis, key_prefix: str) -> No
                 with lock:
                     grants.append(acquisition)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_at_once(worker, 8) == []
 
     assert len(grants) == 25
     assert len({g.slot for g in grants}) == 25

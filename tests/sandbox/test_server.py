@@ -29,6 +29,7 @@ from sandbox import (
     start_sandbox,
 )
 from sandbox.config import parse_latency, parse_rate_limit
+from tests.concurrency import run_at_once
 
 A_ID, A_TOKEN, A_DOMAIN = 100, "token-a", "acme.jobs.personio.de"
 B_ID, B_TOKEN, B_DOMAIN = 200, "token-b", "beta.jobs.personio.com"
@@ -665,21 +666,15 @@ def test_limiter_admits_exactly_the_budget_under_concurrent_load(
     server = start(rate_limit=50, rate_window=60.0, lockout=60.0)
     statuses: list[int] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(16)
 
     def hammer() -> None:
         with requests.Session() as session:
-            barrier.wait()
             for _ in range(6):
                 status = probe(session, server)
                 with lock:
                     statuses.append(status)
 
-    threads = [threading.Thread(target=hammer) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_at_once(hammer, 16) == []
 
     assert statuses.count(400) == 50
     assert statuses.count(429) == 16 * 6 - 50
