@@ -24,9 +24,21 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnDefault,
+    ColumnElement,
+    FromClause,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +63,7 @@ from models import (
     ProjectLink,
     Upload,
     UploadDocument,
+    UploadEvent,
     UploadState,
 )
 from services.events import EventPublisher
@@ -324,7 +337,7 @@ def _record_candidates(
         uploads = [new_upload(request, connection, now=now, backfill_id=backfill.id) for request in valid]
         try:
             with session.begin_nested():  # one SAVEPOINT for the chunk; the caller commits (see services)
-                session.add_all(uploads)
+                _insert_uploads(session, uploads)
                 for upload in uploads:
                     if upload.is_terminal:
                         events.publish(outcome_event(upload))  # commits with the upload (outbox)
@@ -336,6 +349,36 @@ def _record_candidates(
     for request in one_by_one:
         recorded += int(receive_upload(session, request, policy=policy, events=events, now=now, backfill_id=backfill.id).created)
     return recorded
+
+
+def _row(row_object: Any, table: FromClause, **values: Any) -> dict[str, Any]:
+    """The INSERT parameters of a transient ORM object: its attributes, column defaults where unset."""
+    row: dict[str, Any] = {}
+    for column in cast("Table", table).columns:
+        if column.primary_key:
+            continue
+        value = values[column.key] if column.key in values else getattr(row_object, column.key)
+        default = column.default
+        if value is None and isinstance(default, ColumnDefault):
+            value = default.arg(None) if default.is_callable else default.arg
+        row[column.key] = value
+    return row
+
+
+def _insert_uploads(session: Session, uploads: list[Upload]) -> None:
+    """INSERT the uploads with their documents and first history rows as three executemany statements.
+
+    The ORM inserts rows one by one on SQLite (it needs each new id back, in order); here the
+    ids come from one SELECT by request_id, which is unique.
+    """
+    session.execute(insert(Upload), [_row(upload, Upload.__table__) for upload in uploads])
+    ids = dict(session.execute(select(Upload.request_id, Upload.id).where(Upload.request_id.in_([u.request_id for u in uploads]))).tuples().all())
+    events = [_row(event, UploadEvent.__table__, upload_id=ids[upload.request_id]) for upload in uploads for event in upload.events]
+    documents = [_row(document, UploadDocument.__table__, upload_id=ids[upload.request_id]) for upload in uploads for document in upload.documents]
+    if events:
+        session.execute(insert(UploadEvent), events)
+    if documents:
+        session.execute(insert(UploadDocument), documents)
 
 
 def seal_backfill(session: Session, payload: Any, *, events: EventPublisher, now: datetime) -> Backfill | None:

@@ -221,6 +221,13 @@ def test_eta_comes_from_the_budget_and_what_remains_documents_included(session: 
 
     report = status(session, clock)
 
+    from services.uploads import upload_status
+
+    one = upload_status(session, "bf-1:0:3")
+    assert one is not None and [h["state"] for h in one["history"]] == ["queued"]
+    assert one["documents"] == [{"filename": "cv.pdf", "category": "cv", "uploaded": False}] and one["priority"] == "backfill"
+    stored = session.scalar(select(UploadDocument).join(Upload).where(Upload.request_id == "bf-1:0:3"))
+    assert stored is not None and stored.content == b"%PDF-1.4\n" and stored.size == 9 and stored.sha256
     assert report["remaining_requests"] == 20  # 10 CVs + 10 applications
     assert report["eta_seconds"] == pytest.approx(20 / (20 / 60))  # one minute at 20 requests a minute
 
