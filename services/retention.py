@@ -130,12 +130,18 @@ def personal_values(upload: Upload) -> list[str]:
     return sorted((v for v in values if len(v.strip()) >= 2), key=len, reverse=True)
 
 
+# Candidate fields whose values are labels or dates, not the person: redacting them would garble
+# messages (a tag "personio" would blank out every "Personio").
+_NOT_PERSONAL = frozenset({"tags", "category", "content_base64", "application_date", "available_from"})
+
+
 def _collect(value: Any, into: set[str]) -> None:
     if isinstance(value, str):
         into.add(value.strip())
     elif isinstance(value, dict):
-        for item in value.values():
-            _collect(item, into)
+        for key, item in value.items():
+            if key not in _NOT_PERSONAL:
+                _collect(item, into)
     elif isinstance(value, (list, tuple)):
         for item in value:
             _collect(item, into)

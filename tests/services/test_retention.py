@@ -535,3 +535,17 @@ def test_forget_clears_queues_held_and_unacked_messages_dead_letters_and_the_str
     )
     assert set(again.counts().values()) == {0}
     client.close()
+
+
+def test_redaction_replaces_the_persons_values_as_whole_words_and_leaves_labels_alone(session: Session, intake_policy: IntakePolicy, clock: Clock) -> None:
+    from services.retention import personal_values, redact
+
+    upload_id = record(session, intake_policy, clock, "req-1", tags=["personio"], first_name="Al")
+    upload = session.get(Upload, upload_id)
+    assert upload is not None
+
+    values = personal_values(upload)
+
+    assert "personio" not in values and "Alex_Example_CV.pdf" in values
+    said = "Personio's explanation: “Al Example (alex.example@example.org) sent Alex_Example_CV.pdf from Berlin; Alma too.”"
+    assert redact(said, values) == "Personio's explanation: “… … (…) sent … from …; Alma too.”"
