@@ -14,4 +14,8 @@ deliberate exceptions, each marked with a comment that points here:
   committed there;
 - a race on a unique key (intake's ``request_id``) is settled in a SAVEPOINT
   (``session.begin_nested``), which rolls back only the losing insert and commits nothing.
+
+Tests lean on the rule: a service test whose data only its own session reads is marked
+``rolled_back`` and runs in one outer transaction rolled back at its end (``tests/conftest.py``);
+there the commits above release SAVEPOINTs, so they behave as in production.
 """
