@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -41,6 +42,7 @@ from bench.scenarios import (
     run_scenario,
 )
 from bench.stack import REPO, Backends, Budget
+from ratelimit import parse_rate
 
 RESULTS = REPO / "bench" / "results" / "latest.json"
 REAL_REDIS = "redis://127.0.0.1:6379/14"
@@ -64,6 +66,7 @@ def figure_rows(scale: Scale, budget: Budget) -> list[tuple[str, str, str, str]]
             f"≤ {scale.many_companies * budget.uploads_per_company_per_s:g}",
         ),
         ("many", "rate_limited", f"{scale.many_companies} companies backlogged: 429s received", "0"),
+        ("many", "worker_cpu_ms_per_upload", f"{scale.many_companies} companies backlogged: worker CPU ms per upload", "≤ 8"),
         (
             "fairness", "p95_s",
             f"Idle company: p95 enqueue→submitted ({scale.fairness_backlog:,} backlog elsewhere)",
@@ -227,8 +230,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the workers' log level (production default INFO)")
     parser.add_argument("--pump-interval", type=float, default=0.25, help="personio-sync's PERSONIO_SYNC_PUMP_INTERVAL in seconds (default 0.25)")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's data dir (logs, database)")
+    parser.add_argument("--latency", type=_latency_range, default=None, metavar="LOW-HIGH", help="the stand-in's answer time in ms, uniform (default 20-80; 50-400 is slow uploads of large CVs)")
+    parser.add_argument("--rate", default=None, metavar="N/PERIOD", help="the stand-in's and personio-sync's budget, lock-out = period (default 20/2s; 20/60s is Personio's real pace)")
+    parser.add_argument("--workers", type=int, default=1, help="personio-sync worker processes (default 1)")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", help="an extra PERSONIO_* setting for personio-sync (repeatable)")
+    parser.add_argument("--many-companies", type=int, default=None, help="companies in the 'many' scenario (default 200; quick 40)")
+    parser.add_argument("--many-queued", type=int, default=None, help="uploads queued in the 'many' scenario (default 100,000; quick 4,000)")
+    parser.add_argument("--window", type=float, default=None, help="seconds measured in 'saturated' and 'many' (default 60; quick 8)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
     return parser.parse_args(argv)
+
+
+def _latency_range(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition("-")
+    try:
+        bounds = (float(low) / 1000, float(high) / 1000)
+    except ValueError:
+        bounds = (-1.0, -1.0)
+    if not sep or not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH in ms, e.g. 50-400, got {text!r}")
+    return bounds
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("PERSONIO_"):
+            raise SystemExit(f"--setting expects PERSONIO_NAME=VALUE, got {pair!r}")
+        overrides[name] = value
+    return overrides
 
 
 def _terminate(signum: int, frame: object) -> NoReturn:
@@ -240,14 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     scale = QUICK if args.quick else FULL
+    sizes = {"many_companies": args.many_companies, "many_queued": args.many_queued, "saturated_window": args.window, "many_window": args.window}
+    scale = replace(scale, **{key: value for key, value in sizes.items() if value is not None})
     budget = Budget()
+    if args.latency is not None:
+        budget = replace(budget, latency=args.latency)
+    if args.rate is not None:
+        limit, period = parse_rate(args.rate)
+        budget = replace(budget, limit=limit, period=period, lockout=period)
     redis_url = REAL_REDIS if args.real else args.redis_url
     database_url = REAL_DATABASE if args.real else args.database_url
     backends = Backends(redis_url=redis_url, database_url=database_url)
     scenarios = args.scenario or list(SCENARIOS)
     designs = args.design or list(DESIGNS)
     ctx = Context(
-        scale=scale, budget=budget, backends=backends, log_level=args.log_level, keep=args.keep, pump_interval=args.pump_interval
+        scale=scale, budget=budget, backends=backends, log_level=args.log_level, keep=args.keep, pump_interval=args.pump_interval,
+        workers=args.workers, overrides=_settings(args.setting),
     )
 
     started = time.monotonic()
@@ -256,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         f"personio-sync benchmark ({'quick' if args.quick else 'full'}): stand-in budget {budget.rate_text} per company "
         f"(Personio's 20/60s ×{budget.scale:g} faster), lock-out {budget.lockout:g}s, latency "
         f"{budget.latency[0] * 1000:.0f}–{budget.latency[1] * 1000:.0f} ms; personio-sync {WORKER_CONCURRENCY} threads, naive prefork ×{NAIVE_CONCURRENCY}; "
-        f"pump every {args.pump_interval:g}s; {backends.describe()}; {machine['nproc']} CPUs",
+        f"pump every {args.pump_interval:g}s; {args.workers} worker process(es); {backends.describe()}; {machine['nproc']} CPUs"
+        + (f"; settings {' '.join(args.setting)}" if args.setting else ""),
         flush=True,
     )
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -288,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             "worker_concurrency": WORKER_CONCURRENCY,
             "naive_worker": f"prefork x{NAIVE_CONCURRENCY}",
             "pump_interval_s": args.pump_interval,
+            "worker_processes": args.workers,
+            "settings": args.setting,
             "scale": scale.__dict__,
             "scenarios": scenarios,
             "designs": designs,

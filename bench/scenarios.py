@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
 
@@ -85,6 +85,8 @@ class Context:
     log_level: str = "INFO"
     keep: bool = False
     pump_interval: float = 0.25
+    workers: int = 1  # personio-sync worker processes (they share every budget through Redis)
+    overrides: dict[str, str] = field(default_factory=dict)  # extra PERSONIO_* settings
     say: Callable[[str], None] = print
 
 
@@ -169,13 +171,23 @@ class Product(Design):
         from cli.processes import beat_command, worker_command
 
         self._engine.dispose()  # the benchmark holds no database connection while measuring
-        self.worker = self.env.start("worker", worker_command(self.settings, concurrency=WORKER_CONCURRENCY))
-        self.worker.wait_for_log(b" ready.", timeout=90)
+        command = worker_command(self.settings, concurrency=WORKER_CONCURRENCY)
+        self.worker = self.env.start("worker", command)
+        # More processes: the same command under its own node name (Celery warns about twins).
+        self.more_workers = [
+            self.env.start(f"worker-{n}", [f"personio-sync-{n}@%h" if arg == "personio-sync@%h" else arg for arg in command])
+            for n in range(2, self.ctx.workers + 1)
+        ]
+        for worker in [self.worker, *self.more_workers]:
+            worker.wait_for_log(b" ready.", timeout=90)
         self.env.start("beat", beat_command(self.settings))
         self._reader = self._closes(_DbReader(self.settings.database_url))
 
     def track(self, sampler: Sampler) -> None:
         super().track(sampler)
+        for extra in getattr(self, "more_workers", []):
+            # Tracked as "worker-N": CPU per upload adds up every "worker*".
+            sampler.track(extra.name, _tree_of(extra))
         beat = self.env.children.get("beat")
         if beat is not None:
             sampler.track("beat", lambda: process_tree(beat.pid) if beat.alive() else [])
@@ -332,6 +344,10 @@ def _epoch(value: Any) -> float:
     return float(value.timestamp())
 
 
+def _tree_of(child: Child) -> Callable[[], list[int]]:
+    return lambda: process_tree(child.pid) if child.alive() else []
+
+
 def _design(name: str, env: Environment, ctx: Context) -> Design:
     return Product(env, ctx) if name == PRODUCT else Naive(env, ctx)
 
@@ -386,7 +402,7 @@ def _rate_limited(stats: dict[str, Any], companies: list[CompanyConfig]) -> int:
 def _run(design_name: str, scenario: str, companies: list[CompanyConfig], ctx: Context, body: Callable[[Design, Environment, Sampler], dict[str, Any]]) -> dict[str, Any]:
     env = Environment(
         f"{scenario}-{design_name}", companies, ctx.budget, ctx.backends,
-        log_level=ctx.log_level, keep=ctx.keep, pump_interval=ctx.pump_interval,
+        log_level=ctx.log_level, keep=ctx.keep, pump_interval=ctx.pump_interval, overrides=dict(ctx.overrides),
     )
     sampler = Sampler()
     design: Design | None = None
@@ -574,6 +590,11 @@ def many(design_name: str, ctx: Context) -> dict[str, Any]:
             "company_utilisation_min": round(min(per_company_ratio), 4),
             "cpu_percent": cpu,
             "cpu_cores": os.cpu_count() or 1,
+            "worker_processes": ctx.workers if design_name == PRODUCT else 1,
+            # Worker CPU-seconds (every worker process) per application created, in ms.
+            "worker_cpu_ms_per_upload": (
+                round(sum(v for k, v in cpu.items() if k.startswith("worker")) / 100 * window / uploads * 1000, 2) if uploads else None
+            ),
             "peak_worker_rss_mib": round(sampler.peak_rss.get("worker", 0) / 2**20, 1),
             "redis_memory_mib": round(design.redis_memory.get("peak", 0) / 2**20, 1),
             "redis_memory_growth_mib": round((design.redis_memory.get("peak", 0) - redis_before) / 2**20, 1),

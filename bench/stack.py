@@ -259,6 +259,8 @@ class Environment:
     log_level: str = "INFO"
     keep: bool = False
     pump_interval: float = 0.25
+    # Extra PERSONIO_* settings for personio-sync (``--setting``), e.g. the former fixed cap.
+    overrides: dict[str, str] = field(default_factory=dict)
     data_dir: Path = field(init=False)
     sandbox: SandboxServer = field(init=False)
     env: dict[str, str] = field(init=False)
@@ -288,6 +290,7 @@ class Environment:
             PERSONIO_SYNC_LOG_LEVEL=self.log_level,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.overrides)
         if self.backends.redis_url is not None:
             env["REDIS_URL"] = self.backends.redis_url
             self._flush_redis()

@@ -39,11 +39,15 @@ def dispatch_now(connection_id: int) -> int:
 def wake(connection_id: int, delay: float) -> None:
     """Dispatch the connection again after ``delay`` s, at most one timer per connection.
 
-    Only short waits get a timer message (at most one pump interval); the beat pump picks up
-    everything else, so waiting work never piles up as countdown messages in worker memory.
+    Waits for the rate budget (at most its window) get a timer message, one per connection, so
+    the company's next slot is used when it frees rather than at the next pump tick (a tick of
+    2 s against a slot every 3 s cost up to 0.83 of the budget when answers were slow, issue 12).
+    Longer waits (backoffs, lock-outs) are left to the beat pump, so waiting work never piles up
+    as countdown messages in worker memory.
     """
     runtime = get_runtime()
-    if delay > runtime.settings.pump_interval:
+    settings = runtime.settings
+    if delay > max(settings.pump_interval, settings.rate_limit.period + settings.rate_limit_margin):
         return
     key = WAKE_KEY.format(connection_id=connection_id)
     if not runtime.redis.set(key, "1", nx=True, px=max(int(delay * 1000), 1)):
