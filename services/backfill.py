@@ -657,6 +657,11 @@ def publish_progress(session: Session, *, events: EventPublisher, now: datetime,
     open_backfills = session.scalars(
         select(Backfill).where(or_(Backfill.state.in_((BackfillState.RUNNING, BackfillState.PAUSED)), and_(Backfill.state == BackfillState.CANCELLED, Backfill.finished_at.is_(None))))
     ).all()
+    for backfill in open_backfills:
+        if backfill.state == BackfillState.CANCELLED:
+            # An upload that was in flight at the cancel and came back unstarted (its lease
+            # expired, a worker died) ends here, so a cancelled backfill always comes to an end.
+            cancel_backfill(session, backfill.id, events=events, now=now)
     counts = _state_counts(session, [backfill.id for backfill in open_backfills])
     published = 0
     for backfill in open_backfills:

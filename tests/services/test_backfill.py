@@ -452,3 +452,20 @@ def test_redrive_leaves_uploads_whose_inline_document_is_gone(session: Session, 
     assert (queued, more) == (1, False)
     assert session.get(Upload, kept).state == UploadState.QUEUED  # type: ignore[union-attr]
     assert session.get(Upload, gone).state == UploadState.FAILED  # type: ignore[union-attr]
+
+
+def test_an_upload_back_from_a_lost_lease_after_the_cancel_is_cancelled_by_the_progress_pass(session: Session, connection_id: int, intake_policy: IntakePolicy, events: ListPublisher, clock: Clock) -> None:
+    start(session, events, clock)
+    chunk(session, intake_policy, events, clock, 0, range(2))
+    session.execute(update(Upload).where(Upload.request_id == "bf-1:0:0").values(state=UploadState.SENDING, lease_token="t", lease_until=clock()))
+    cancel_backfill(session, "bf-1", events=events, now=clock())
+    session.execute(update(Upload).where(Upload.request_id == "bf-1:0:0").values(state=UploadState.QUEUED, lease_token=None, lease_until=None))
+    session.commit()
+    events.events.clear()
+
+    publish_progress(session, events=events, now=clock(), interval=5)
+
+    assert states(session) == {UploadState.CANCELLED: 2}
+    assert [e["type"] for e in events.events] == ["upload.finished", "backfill.finished"]
+    assert events.events[-1]["state"] == "cancelled"
+    assert session.get(Backfill, "bf-1").finished_at is not None  # type: ignore[union-attr]
