@@ -35,6 +35,7 @@ from config.names import (
     PING_KEY,
     PING_TASK,
     PUMP_TASK,
+    REDBEAT_PREFIX,
 )
 from models import Connection, Health
 
@@ -183,15 +184,37 @@ def _consumers(client: redis.Redis, timeout: float, send_ping: Callable[[str, st
 
 
 def _beat(client: redis.Redis, settings: Settings, clock: Callable[[], float]) -> Check:
+    """The pump's last run (noted by the worker that ran it), and what beat itself says about it."""
     last = cast(str | None, client.hget(HEARTBEATS_KEY, PUMP_TASK))
     limit = beat_stale_after(settings)
-    if last is None:
-        return Check("beat", "down", "the pump never ran: is beat running (personio-sync beat)?", {"pump_age_seconds": None})
-    age = max(clock() - float(last), 0.0)
-    data = {"pump_age_seconds": round(age, 1)}
-    if age > limit:
-        return Check("beat", "down", f"the pump last ran {age:.0f} s ago (expected every {settings.pump_interval:g} s): is beat running?", data)
-    return Check("beat", "ok", f"the pump ran {age:.1f} s ago", data)
+    sent_age = _beat_sent_age(client, clock)
+    data: dict[str, Any] = {
+        "pump_age_seconds": None if last is None else round(max(clock() - float(last), 0.0), 1),
+        "pump_sent_age_seconds": None if sent_age is None else round(sent_age, 1),
+        "lock_held": bool(client.exists(f"{REDBEAT_PREFIX}:lock")),
+    }
+    age = data["pump_age_seconds"]
+    if age is not None and age <= limit:
+        return Check("beat", "ok", f"the pump ran {age:.1f} s ago", data)
+    ran = "never ran" if age is None else f"last ran {age:.0f} s ago (expected every {settings.pump_interval:g} s)"
+    if sent_age is not None and sent_age <= limit:
+        return Check("beat", "down", f"the pump {ran}, although beat sent it {sent_age:.0f} s ago: "
+                     "no worker runs the maintenance queue", data)
+    return Check("beat", "down", f"the pump {ran}: is beat running (personio-sync beat)?", data)
+
+
+def _beat_sent_age(client: redis.Redis, clock: Callable[[], float]) -> float | None:
+    """Seconds since beat last sent the pump (RedBeat's own record), or None."""
+    try:
+        import json
+
+        from redbeat.decoder import RedBeatJSONDecoder
+
+        meta = cast(str | None, client.hget(f"{REDBEAT_PREFIX}pump", "meta"))
+        last_run = json.loads(meta, cls=RedBeatJSONDecoder).get("last_run_at") if meta else None
+        return None if last_run is None else max(clock() - last_run.timestamp(), 0.0)
+    except (ValueError, TypeError, AttributeError, ImportError):
+        return None
 
 
 def _backlog(client: redis.Redis) -> list[Check]:

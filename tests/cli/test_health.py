@@ -66,6 +66,8 @@ def test_health_follows_the_workers_beat_and_redis(system: tuple[dict[str, str],
     assert code == 0, report
     assert report["status"] == "ok"
     assert {"broker", "database", "consumers", "beat", "queues", "dead_letters", "connections"} <= set(report["checks"])
+    assert report["checks"]["beat"]["lock_held"] is True
+    assert report["checks"]["beat"]["pump_sent_age_seconds"] is not None
 
     # A dead letter makes it degraded, not down.
     runtime = Runtime(settings)
