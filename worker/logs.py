@@ -147,13 +147,14 @@ def configure_process_logging(settings: Settings, logger: logging.Logger | None 
 
 
 def setup_cli_logging(settings: Settings) -> None:
-    """The CLI's own records: to stderr, redacted, as JSON when configured."""
+    """The CLI's own records: warnings and errors to stderr (as before: the commands print their
+    results themselves), redacted, as JSON when configured; DEBUG shows everything."""
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-        root.setLevel(settings.log_level)
+        root.setLevel(logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
     configure_process_logging(settings, root)
 
 
