@@ -1,6 +1,10 @@
-"""For the main app: send an upload request to personio-sync (Python producers).
+"""Send upload requests and backfills to personio-sync with Celery: the producer inside this
+repository (the CLI's ``upload`` and ``backfill``, the demo, the benchmarks).
 
-Only Celery is needed: no personio-sync settings, database or credentials::
+The main app does not import this module (it would need the whole service installed, whose
+generic package names collide with an application's own): it installs the producer package
+``personio-sync-client`` (``clients/python/``), which sends the same messages with redis-py
+alone; ``tests/clients/test_contract.py`` keeps the two equal. Only Celery is needed here::
 
     from tasks.producer import send_upload_request
     send_upload_request({"request_id": "...", "account_id": "...", ...}, broker_url="redis://redis:6379/0")
