@@ -212,3 +212,15 @@ def test_the_dashboard_queries_only_metrics_that_exist(runtime: Runtime) -> None
     for family in ("personio_sync_uploads_finished_total", "personio_sync_queue_messages", "personio_sync_personio_requests_total",
                    "personio_sync_company_budget_used_ratio", "personio_sync_pump_age_seconds", "personio_sync_dead_letters"):
         assert family in used, f"the dashboard shows no {family}"
+
+
+def test_metrics_print_reports_sources_that_do_not_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("PERSONIO_SYNC_DATA_DIR", str(tmp_path))  # no Redis runs there, no schema
+    assert main(["metrics", "--print"]) == 0
+    samples = _samples(capsys.readouterr().out)
+    assert _value(samples, "personio_sync_source_up", source="redis") == 0
+    assert _value(samples, "personio_sync_source_up", source="database") == 0
