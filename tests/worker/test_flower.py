@@ -5,6 +5,7 @@ and the password is on no command line."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import sys
@@ -126,12 +127,17 @@ def test_personio_sync_flower_is_locked_and_keeps_its_password_off_the_command_l
 
 def test_plain_celery_flower_is_locked_with_the_credentials_from_the_environment(environment: dict[str, str], tmp_path: Path) -> None:
     port = _free_port()
-    env = {**environment, "PERSONIO_SYNC_FLOWER_BASIC_AUTH": "ops:plain-celery-secret"}
+    env = {**environment, "PERSONIO_SYNC_FLOWER_BASIC_AUTH": "ops:plain-celery-secret", "PERSONIO_SYNC_LOG_FORMAT": "json"}
     command = [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}", "--address=127.0.0.1"]
     flower = _start("plain-flower", command, env, tmp_path)
     try:
         _check_locked(f"http://127.0.0.1:{port}", "ops:plain-celery-secret")
         assert not [line for line in _command_lines(flower.pid) if "plain-celery-secret" in line]
+        # Flower's own log lines (tornado's handlers) are JSON too, and never show the password.
+        log = (tmp_path / "plain-flower.log").read_text()
+        records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        assert any(r["logger"].startswith("flower") for r in records), log[-2000:]
+        assert "plain-celery-secret" not in log
     finally:
         flower.stop()
 
