@@ -792,7 +792,11 @@ def redrive_uploads(
 
 
 def _redrive_conditions(selection: RedriveFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Upload.account_id == selection.account_id, Upload.state == selection.outcome]
+    conditions: list[ColumnElement[bool]] = [
+        Upload.account_id == selection.account_id,
+        Upload.state == selection.outcome,
+        Upload.purged_at.is_(None),  # the retention purge left no candidate to send (services.retention)
+    ]
     if selection.reason_code:
         conditions.append(Upload.reason_code == selection.reason_code)
     if selection.project_id:

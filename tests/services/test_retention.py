@@ -549,3 +549,19 @@ def test_redaction_replaces_the_persons_values_as_whole_words_and_leaves_labels_
     assert "personio" not in values and "Alex_Example_CV.pdf" in values
     said = "Personio's explanation: “Al Example (alex.example@example.org) sent Alex_Example_CV.pdf from Berlin; Alma too.”"
     assert redact(said, values) == "Personio's explanation: “… … (…) sent … from …; Alma too.”"
+
+
+def test_a_purged_upload_is_never_redriven(session: Session, intake_policy: IntakePolicy, clock: Clock, digests: EmailDigests) -> None:
+    from services.backfill import RedriveFilter, redrive_uploads
+
+    kept = record(session, intake_policy, clock, "req-kept", documents=[])  # no connection: rejected at once
+    purged = record(session, intake_policy, clock, "req-purged", documents=[])
+    session.execute(update(Upload).where(Upload.id == kept).values(finished_at=clock() + RETENTION * 2))  # not yet due
+    purge_expired_batch(session, now=clock() + RETENTION + timedelta(days=1), retention=RETENTION, digests=digests)
+    session.commit()
+
+    _, queued, _ = redrive_uploads(session, RedriveFilter(ACCOUNT, UploadState.REJECTED), now=clock())
+
+    assert queued == 1
+    states = dict(session.execute(select(Upload.id, Upload.state)).tuples().all())
+    assert (states[kept], states[purged]) == (UploadState.QUEUED, UploadState.REJECTED)
