@@ -298,7 +298,7 @@ class ProductCollector:
         try:
             families = list(self._redis(companies))
             up.add_metric(["redis"], 1)
-        except (redis.RedisError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - Redis away (or a value no one could read): report the rest
             log.warning("metrics: Redis did not answer (%s)", type(error).__name__)
             families = []
             up.add_metric(["redis"], 0)
