@@ -102,6 +102,10 @@ def dispatch_connection(
         return DispatchResult([], budget.wait)
     # ``remaining`` counts the slots left after one more request: one more can start.
     wanted = min(free_slots, budget.remaining + 1)
+    # The budget, not the cap, held the claims back: its slots free one after another, so look
+    # again after one slot's time rather than waiting for a step to finish (which left a freed
+    # slot unused for a whole answer time when answers were slow).
+    budget_limited = wanted < free_slots
     # Indexed queries with a limit instead of a sort over the backlog: recruiter clicks first,
     # then the backfills in turns (round-robin; paused ones start nothing; services.backfill).
     candidates: list[tuple[int, Priority]] = [
@@ -140,7 +144,7 @@ def dispatch_connection(
         if won:
             claimed.append(Claimed(upload_id, token, priority, connection_id))
     session.flush()  # the caller commits the claim before it sends the messages (see services)
-    return DispatchResult(claimed, None)
+    return DispatchResult(claimed, 1 / policy.budget_per_second if budget_limited and claimed else None)
 
 
 def due_connections(session: Session, now: datetime, *, limit: int = 10_000, concurrency: int | None = None) -> list[int]:

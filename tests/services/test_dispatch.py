@@ -245,9 +245,9 @@ def test_claims_no_more_than_the_budget_left(session: Session, session_factory: 
 
     result = dispatch(session_factory, connection_id, replace_cap(policy, 10), limiter, clock)
 
-    # One request left: claiming more would only park them again.
+    # One request left: claiming more would only park them again; look again after one slot's time.
     assert len(result.claimed) == 1
-    assert result.wake_in is None
+    assert result.wake_in == pytest.approx(1 / policy.budget_per_second)
 
 
 def test_other_companies_budget_does_not_matter(session: Session, session_factory: sessionmaker[Session], connection_id: int, intake_policy: IntakePolicy, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock) -> None:
