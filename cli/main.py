@@ -425,8 +425,20 @@ def cmd_forget(args: argparse.Namespace) -> int:
         return 2
     settings = _settings()
     runtime = _runtime(settings)
+    import redis
+
+    from services.forget import RedisForgetReport
+
     # Redis first: a request still queued is recorded (as forgotten) before the database is searched.
-    in_redis = forget_in_redis(runtime.redis, args.email, events_stream=settings.events_stream)
+    # A client without decoding: a message that is not UTF-8 is compared and removed byte for byte.
+    client = redis.Redis.from_url(settings.redis_client_url)
+    redis_error = None
+    try:
+        in_redis = forget_in_redis(client, args.email, events_stream=settings.events_stream)
+    except redis.RedisError as error:
+        in_redis, redis_error = RedisForgetReport(), f"Redis could not be searched ({type(error).__name__}: {error})"
+    finally:
+        client.close()
     with runtime.session() as session:
         in_database = forget_in_database(
             session, args.email, now=utcnow(), events=runtime.events_for(session), digests=runtime.email_digests,
@@ -434,6 +446,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
         )
     removed = {"database": in_database.counts(), "redis": in_redis.counts()}
     lines = [f"{place}: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items()) for place, counts in removed.items()]
+    if redis_error is not None:
+        # The database part is done; the operator runs forget again once Redis is back.
+        print(f"{redis_error}; the database was cleaned, run forget again when Redis is back", file=sys.stderr)
+        _print({"forgotten": False, "removed": removed, "error": redis_error}, args.json, "\n".join(["erased from the database only:", *lines]))
+        return 1
     _print({"forgotten": True, "removed": removed}, args.json, "\n".join(["erased everything this system held about that address:", *lines]))
     return 0
 

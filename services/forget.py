@@ -248,14 +248,14 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
-def _list_items(client: redis.Redis, key: str, chunk: int = 1000) -> Iterator[str]:
+def _list_items(client: redis.Redis, key: str, chunk: int = 1000) -> Iterator[bytes | str]:
     """Every item of a list, read in chunks (a snapshot; items may move meanwhile)."""
     start = 0
     while True:
         items = cast("list[bytes | str]", client.lrange(key, start, start + chunk - 1))
         if not items:
             return
-        yield from (_text(item) for item in items)
+        yield from items  # as stored: a swap must name the exact bytes, valid UTF-8 or not
         if len(items) < chunk:
             return
         start += chunk
@@ -281,9 +281,9 @@ def forget_in_redis(
 
     for queue in queues:
         for key in (queue, *(f"{queue}{KOMBU_PRIORITY_SEPARATOR}{p}" for p in _PRIORITIES)):
-            for raw in list(_list_items(client, key)):
-                action, new, stopped = _scrub_raw(raw, pattern)
-                if action == "keep" or not swap_list(keys=[key], args=[raw, new or ""]):
+            for item in list(_list_items(client, key)):
+                action, new, stopped = _scrub_raw(_text(item), pattern)
+                if action == "keep" or not swap_list(keys=[key], args=[item, new or ""]):
                     continue
                 report.stopped_requests += stopped
                 if action == "rewrite":
@@ -297,29 +297,27 @@ def forget_in_redis(
         if not name.endswith(":item"):
             continue
         held_id = name[: -len(":item")]
-        raw = _text(raw_value)
-        action, new, stopped = _scrub_raw(raw, pattern)
-        if action != "keep" and swap_hash(keys=[holding_key, holding_index_key], args=[name, raw, new or "", f"{held_id}:queue", held_id]):
+        action, new, stopped = _scrub_raw(_text(raw_value), pattern)
+        if action != "keep" and swap_hash(keys=[holding_key, holding_index_key], args=[raw_field, raw_value, new or "", f"{held_id}:queue", held_id]):
             report.held_messages += 1
             report.stopped_requests += stopped
 
     unacked = cast("dict[bytes | str, bytes | str]", client.hgetall(unacked_key))
     for raw_tag, raw_value in unacked.items():
-        tag, raw = _text(raw_tag), _text(raw_value)
         try:
-            record = json.loads(raw)
+            record = json.loads(_text(raw_value))
         except ValueError:
             continue
         if not (isinstance(record, list) and record and isinstance(record[0], dict)):
             continue
         action, payload, stopped = _scrub_envelope(_Envelope.of(record[0]), pattern)
         new = json.dumps([payload, *record[1:]]) if payload is not None else ""
-        if action != "keep" and swap_hash(keys=[unacked_key, unacked_index_key], args=[tag, raw, new, "", tag]):
+        if action != "keep" and swap_hash(keys=[unacked_key, unacked_index_key], args=[raw_tag, raw_value, new, "", raw_tag]):
             report.unacked_messages += 1
             report.stopped_requests += stopped
 
     for stored in list(_list_items(client, dead_letters_key)):
-        if _dead_letter_mentions(stored, pattern) and swap_list(keys=[dead_letters_key], args=[stored, ""]):
+        if _dead_letter_mentions(_text(stored), pattern) and swap_list(keys=[dead_letters_key], args=[stored, ""]):
             report.dead_letters_removed += 1
 
     report.stream_events_removed = _forget_in_stream(client, events_stream, pattern)

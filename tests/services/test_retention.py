@@ -565,3 +565,17 @@ def test_a_purged_upload_is_never_redriven(session: Session, intake_policy: Inta
     assert queued == 1
     states = dict(session.execute(select(Upload.id, Upload.state)).tuples().all())
     assert (states[kept], states[purged]) == (UploadState.QUEUED, UploadState.REJECTED)
+
+
+def test_forget_removes_a_message_that_is_not_utf8_byte_for_byte(real_redis_url: str, keys: dict[str, str]) -> None:
+    client = redis.Redis.from_url(real_redis_url)  # no decoding, as the CLI uses it
+    mentioning, other = b"\xff\xfe not JSON " + NORMALIZED.encode(), b"\xff\xfe not JSON either"
+    client.rpush(keys["queue"], mentioning, other)
+    client.lpush(keys["dead"], json.dumps(dead_letter_record(mentioning, queue=keys["queue"], reason="not JSON")))
+
+    report = forget_in_redis(client, EMAIL, queues=(keys["queue"],), holding_key=keys["holding"], holding_index_key=keys["holding_index"],
+                             unacked_key=keys["unacked"], unacked_index_key=keys["unacked_index"], dead_letters_key=keys["dead"], events_stream=keys["events"])
+
+    assert (report.queued_messages_removed, report.dead_letters_removed) == (1, 1)
+    assert client.lrange(keys["queue"], 0, -1) == [other]
+    client.close()
