@@ -45,6 +45,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
 from config.names import (
+    ALL_QUEUES,
     DEAD_LETTERS_KEY,
     EVENT_MESSAGE_DEAD_LETTERED,
     EVENTS_STREAM,
@@ -441,6 +442,9 @@ class Channel(kombu_redis.Channel):
                 if not reply:
                     break
                 _, item, held_id = reply
+                if queue not in ALL_QUEUES:
+                    self._release(bytes_to_str(held_id))
+                    return cast("dict[str, Any]", kombu_redis.loads(bytes_to_str(item)))
                 try:
                     payload = inspect_message(item).payload
                 except PoisonMessage as poison:
@@ -455,6 +459,9 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
 
     def _accept(self, item: bytes, queue: str) -> None:
+        if queue not in ALL_QUEUES:
+            self._deliver_unchecked(item, queue)
+            return
         try:
             inspected = inspect_message(item)
         except PoisonMessage as poison:
@@ -475,6 +482,21 @@ class Channel(kombu_redis.Channel):
             except Exception:  # noqa: BLE001
                 log.exception("could not drop the unacked copy of a refused message")
             self._dead_letter(item, queue, f"refused while delivering: {type(exc).__name__}")
+
+    def _deliver_unchecked(self, item: bytes, queue: str) -> None:
+        """Deliver a message of a queue that is not ours as kombu does (no task checks).
+
+        Only our task queues carry producers' messages. The other queues a consumer of this
+        transport reads are kombu's own, chiefly the reply queues of remote control
+        (``celery inspect``, Flower): their replies are not tasks and must not be dead-lettered.
+        A reply that is not even JSON is dropped with a warning instead of stopping the reader.
+        """
+        try:
+            payload = kombu_redis.loads(bytes_to_str(item))
+        except (ValueError, UnicodeDecodeError):
+            log.warning("dropped a message on %s that is not JSON (%d bytes)", queue, len(item))
+            return
+        self.connection._deliver(payload, queue)
 
     def _dead_letter(self, item: bytes | str, queue: str, reason: str) -> None:
         record = dead_letter_record(item, queue=queue, reason=reason)

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -14,8 +15,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from cli.demo import sample_pdf
+from config.names import DEAD_LETTERS_KEY
 from models import Upload, UploadState, utcnow
-from tests.integration.conftest import COMPANY_A, COMPANY_B, Stack, candidate, new_id, redis_values
+from tests.integration.conftest import (
+    COMPANY_A,
+    COMPANY_B,
+    ROOT,
+    Stack,
+    candidate,
+    new_id,
+    redis_values,
+)
 
 
 def test_candidate_with_cv_arrives_with_document_attached(stack: Stack) -> None:
@@ -303,3 +313,12 @@ def test_a_plain_celery_worker_consumes_every_queue(stack: Stack) -> None:
     request_id = new_id()
     stack.send({"request_id": request_id, "account_id": "acct-b", "project_id": "proj-b", "candidate": candidate(f"{request_id}@example.org")})
     assert stack.wait_terminal(request_id, timeout=60)["state"] == "submitted"
+
+    # Remote control works through the same transport: the reply queue's messages are
+    # kombu's own, not tasks, and reach `celery inspect` instead of the dead letters.
+    pinged = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "5", "--json"],
+                            env=stack.env, cwd=ROOT, capture_output=True, timeout=60)
+    assert pinged.returncode == 0, pinged.stderr.decode(errors="replace")
+    replies = json.loads(pinged.stdout.decode().strip().splitlines()[-1])
+    assert any(name.startswith("plain@") and reply == {"ok": "pong"} for name, reply in replies.items()), replies
+    assert stack.runtime.redis.llen(DEAD_LETTERS_KEY) == 0
