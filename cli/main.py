@@ -459,15 +459,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from models import utcnow
-    from services.retention import run_retention
+    from services.retention import run_retention, trim_event_stream
 
     settings = _settings()
     runtime = _runtime(settings)
+    retention = timedelta(days=settings.retention_days)
     totals = run_retention(
         runtime.session, now=utcnow, retention=timedelta(days=settings.retention_days), digests=runtime.email_digests,
         events_for=runtime.events_for, max_batches=args.max_batches, max_seconds=float("inf"),
     )
-    counts = totals.as_dict()
+    counts = {**totals.as_dict(), "stream_events": trim_event_stream(runtime.redis, settings.events_stream, now=utcnow(), retention=retention)}
     _print(counts, args.json, f"retention ({settings.retention_days} days): " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
     return 0
 

@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
@@ -317,3 +318,17 @@ def run_retention(
             events_for(session).publish(retention_event(totals, now()))
         log.info("retention: %s", ", ".join(f"{key} {value}" for key, value in totals.as_dict().items()))
     return totals
+
+
+# Events are the main app's to read: never trimmed younger than this, whatever the retention.
+MIN_EVENT_AGE = timedelta(days=1)
+
+
+def trim_event_stream(client: redis.Redis, stream: str, *, now: datetime, retention: timedelta) -> int:
+    """Drop events older than the retention period (at least a day) from the stream; returns how many.
+
+    Events carry no candidate fields, but a message may quote a file name or Personio's
+    explanation. Stream ids are millisecond timestamps, so XTRIM MINID cuts by age.
+    """
+    cutoff = now - max(retention, MIN_EVENT_AGE)
+    return int(cast("int", client.xtrim(stream, minid=f"{int(cutoff.timestamp() * 1000)}-0", approximate=False)))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import redis
 from celery import shared_task
 
 from config.names import PUMP_LOCK_KEY, RETENTION_LOCK_KEY, RETENTION_TASK, WAKE_KEY
 from models import utcnow
 from services.dispatch import due_connections, reclaim_expired_leases
-from services.retention import PurgeCounts, run_retention
+from services.retention import PurgeCounts, run_retention, trim_event_stream
 from tasks.dispatching import dispatch_now
 from tasks.locks import exclusively
 from worker.runtime import get_runtime
@@ -67,20 +68,27 @@ def reconcile() -> int:
 
 @shared_task(name=RETENTION_TASK, acks_late=True)
 def purge_personal_data() -> dict[str, int]:
-    """Delete document bytes of finished uploads and reduce uploads past the retention period (counts only)."""
+    """Delete document bytes of finished uploads, reduce uploads past the retention period, trim old events (counts only)."""
     runtime = get_runtime()
     totals = PurgeCounts()
+    retention = timedelta(days=runtime.settings.retention_days)
 
     def work() -> None:
         totals.add(
             run_retention(
                 runtime.session,
                 now=utcnow,
-                retention=timedelta(days=runtime.settings.retention_days),
+                retention=retention,
                 digests=runtime.email_digests,
                 events_for=runtime.events_for,
             )
         )
 
-    exclusively(runtime.redis, RETENTION_LOCK_KEY, ttl=RETENTION_LOCK_SECONDS, what="retention purge", work=work)
-    return totals.as_dict()
+    ran = exclusively(runtime.redis, RETENTION_LOCK_KEY, ttl=RETENTION_LOCK_SECONDS, what="retention purge", work=work)
+    trimmed = 0
+    if ran:
+        try:
+            trimmed = trim_event_stream(runtime.redis, runtime.settings.events_stream, now=utcnow(), retention=retention)
+        except redis.RedisError as error:  # the next run trims them
+            log.warning("retention: events stream not trimmed (%s)", type(error).__name__)
+    return {**totals.as_dict(), "stream_events": trimmed}

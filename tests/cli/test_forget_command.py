@@ -92,7 +92,7 @@ def test_purge_runs_the_retention_now(data_dir: Path, capsys: pytest.CaptureFixt
         receive_upload(session, request("req-1", EMAIL), policy=policy, events=ListPublisher(), now=utcnow())
 
     assert main(["purge", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"uploads": 1, "documents": 0, "document_bytes": 0, "claims": 0}
+    assert json.loads(capsys.readouterr().out) == {"uploads": 1, "documents": 0, "document_bytes": 0, "claims": 0, "stream_events": 0}
     assert main(["status", "req-1", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["documents"][0]["filename"] == "document-1.pdf" and "Berlin" not in json.dumps(status)

@@ -44,19 +44,23 @@ def test_the_task_runs_the_purge_with_the_configured_retention_and_returns_count
 
     monkeypatch.setattr(maintenance, "run_retention", run_retention)
 
-    assert maintenance.purge_personal_data.run() == {"uploads": 3, "documents": 2, "document_bytes": 2048, "claims": 1}
+    runtime.redis.xadd(runtime.settings.events_stream, {"type": "upload.finished"}, id="1000-0")  # from 1970: past any retention
+    runtime.redis.xadd(runtime.settings.events_stream, {"type": "upload.finished"})  # now
+
+    assert maintenance.purge_personal_data.run() == {"uploads": 3, "documents": 2, "document_bytes": 2048, "claims": 1, "stream_events": 1}
 
     assert len(calls) == 1
     assert calls[0]["unit_of_work"] is runtime.session and calls[0]["retention"] == timedelta(days=14)
     assert calls[0]["digests"] is runtime.email_digests
     assert not runtime.redis.exists(RETENTION_LOCK_KEY)  # released
+    assert runtime.redis.xlen(runtime.settings.events_stream) == 1
 
 
 def test_a_second_run_while_one_is_running_is_skipped(runtime: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(maintenance, "run_retention", lambda *a, **k: pytest.fail("ran although another run holds the lock"))
     runtime.redis.set(RETENTION_LOCK_KEY, "another-run")
 
-    assert maintenance.purge_personal_data.run() == PurgeCounts().as_dict()
+    assert maintenance.purge_personal_data.run() == {**PurgeCounts().as_dict(), "stream_events": 0}
 
 
 def test_beat_runs_the_purge_hourly_and_it_takes_no_arguments() -> None:
