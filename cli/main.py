@@ -465,7 +465,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     runtime = _runtime(settings)
     retention = timedelta(days=settings.retention_days)
     totals = run_retention(
-        runtime.session, now=utcnow, retention=timedelta(days=settings.retention_days), digests=runtime.email_digests,
+        runtime.session, now=utcnow, retention=retention, digests=runtime.email_digests,
         events_for=runtime.events_for, max_batches=args.max_batches, max_seconds=float("inf"),
     )
     counts = {**totals.as_dict(), "stream_events": trim_event_stream(runtime.redis, settings.events_stream, now=utcnow(), retention=retention)}
