@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ from services.events import EventPublisher
 from services.retention import EmailDigests, claim_keys, personal_values, redact
 from services.schemas import printable_id, usable_request_id
 from services.uploads import finish, normalise_email, outcome_event, transition
+
+log = logging.getLogger(__name__)
 
 FORGOTTEN = "personio-sync.forgotten"
 _SCAN_BATCH = 500
@@ -465,6 +468,8 @@ def forget_in_database(
     ordered_values = sorted(redacted_values, key=len, reverse=True)
     report.outbox_events_redacted = _redact_outbox(session, lambda payload: payload.get("request_id") in request_ids or mentions(payload, pattern), ordered_values)
     session.flush()
+    # Counts only: the address is what is being forgotten.
+    log.info("forget: %s", ", ".join(f"{key} {value}" for key, value in report.counts().items()))
     return report
 
 
