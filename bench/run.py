@@ -67,6 +67,7 @@ def figure_rows(scale: Scale, budget: Budget) -> list[tuple[str, str, str, str]]
         ),
         ("many", "rate_limited", f"{scale.many_companies} companies backlogged: 429s received", "0"),
         ("many", "worker_cpu_ms_per_upload", f"{scale.many_companies} companies backlogged: worker CPU ms per upload", "≤ 8"),
+        ("many", "pump_tick_p95_ms", f"{scale.many_companies} companies backlogged: pump tick p95 (ms)", ""),
         (
             "fairness", "p95_s",
             f"Idle company: p95 enqueue→submitted ({scale.fairness_backlog:,} backlog elsewhere)",

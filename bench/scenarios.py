@@ -15,6 +15,7 @@ production does (threads pool, 32 threads); the naive worker runs with Celery's 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import statistics
 import sys
@@ -344,6 +345,30 @@ def _epoch(value: Any) -> float:
     return float(value.timestamp())
 
 
+_PUMP_DONE = re.compile(rb"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}): INFO/MainProcess\] Task personio_sync\.pump\[[^]]*\] succeeded in ([0-9.e-]+)s")
+
+
+def _pump_ticks(env: Environment, t0: float, t1: float) -> dict[str, Any]:
+    """Pump runs that ended in [t0, t1], from the workers' logs (Celery logs each task's duration)."""
+    durations = []
+    for log in sorted((env.data_dir / "logs").glob("worker*.log")):
+        for line in log.read_bytes().splitlines():
+            match = _PUMP_DONE.match(line)
+            if match is None:
+                continue
+            # Celery logs local time with milliseconds.
+            ended = time.mktime(time.strptime(match[1].decode(), "%Y-%m-%d %H:%M:%S")) + int(match[2]) / 1000
+            if t0 <= ended <= t1:
+                durations.append(float(match[3]))
+    if not durations:
+        return {"pump_ticks": 0}
+    return {
+        "pump_ticks": len(durations),
+        "pump_tick_p50_ms": round(percentile(durations, 50) * 1000, 1),
+        "pump_tick_p95_ms": round(percentile(durations, 95) * 1000, 1),
+    }
+
+
 def _tree_of(child: Child) -> Callable[[], list[int]]:
     return lambda: process_tree(child.pid) if child.alive() else []
 
@@ -596,6 +621,7 @@ def many(design_name: str, ctx: Context) -> dict[str, Any]:
                 round(sum(v for k, v in cpu.items() if k.startswith("worker")) / 100 * window / uploads * 1000, 2) if uploads else None
             ),
             "peak_worker_rss_mib": round(sampler.peak_rss.get("worker", 0) / 2**20, 1),
+            **(_pump_ticks(env, t0, t1) if design_name == PRODUCT else {}),
             "redis_memory_mib": round(design.redis_memory.get("peak", 0) / 2**20, 1),
             "redis_memory_growth_mib": round((design.redis_memory.get("peak", 0) - redis_before) / 2**20, 1),
         }

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bench.run import _latency_range, _settings, parse_args
+from bench.scenarios import _pump_ticks
 
 
 def test_latency_is_a_range_in_milliseconds() -> None:
@@ -27,3 +31,16 @@ def test_defaults_keep_the_recorded_setup() -> None:
     assert (args.latency, args.rate, args.workers, args.setting, args.many_queued) == (None, None, 1, [], None)
     args = parse_args(["--latency", "50-400", "--workers", "2", "--many-companies", "1000", "--many-queued", "1000000", "--rate", "20/60s"])
     assert (args.latency, args.workers, args.many_companies, args.many_queued, args.rate) == ((0.05, 0.4), 2, 1000, 1_000_000, "20/60s")
+
+
+def test_pump_ticks_are_read_from_every_worker_log_within_the_window(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    at = time.mktime(time.strptime("2026-11-29 18:51:20", "%Y-%m-%d %H:%M:%S"))
+    line = "[2026-11-29 18:51:{s},{ms}: INFO/MainProcess] Task personio_sync.pump[abc-1] succeeded in {d}s: 0\n"
+    (logs / "worker.log").write_text(line.format(s=20, ms="100", d="0.010") + line.format(s=25, ms="000", d="0.020") + "noise\n")
+    (logs / "worker-2.log").write_text(line.format(s=21, ms="500", d="0.030") + line.format(s=40, ms="000", d="9.0"))
+
+    ticks = _pump_ticks(SimpleNamespace(data_dir=tmp_path), at, at + 10)  # type: ignore[arg-type]  # only data_dir is read
+
+    assert ticks == {"pump_ticks": 3, "pump_tick_p50_ms": 20.0, "pump_tick_p95_ms": 29.0}
