@@ -5,8 +5,8 @@ What is kept, where and for how long is the README's "Personal data" section; in
 - **Document bytes** go when the upload becomes terminal (``services.uploads.finish``): by then
   Personio has them or never will. Not earlier, because a file Personio drops before the
   application is posted (``errors.file-validation.file-not-exists``) is uploaded again.
-  :func:`purge_document_bytes` sweeps whatever a terminal upload still holds (rows from before
-  this rule, a crash between the two writes).
+  :func:`purge_document_bytes` sweeps whatever a terminal upload still holds (rows written before
+  this rule, or by a path that ends an upload without ``finish``).
 - **Candidate data** of a terminal upload is reduced after the retention period
   (``PERSONIO_SYNC_RETENTION_DAYS``) by :func:`purge_expired_batch`: the candidate JSON is
   emptied, document file names and URLs are replaced, messages and history details lose the
