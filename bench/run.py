@@ -58,6 +58,7 @@ def figure_rows(scale: Scale, budget: Budget) -> list[tuple[str, str, str, str]]
     target_latency = budget.slot + budget.requests_per_upload * budget.latency[1]
     return [
         ("saturated", "utilisation", "Saturated company: requests accepted ÷ allowed", "≥ 0.95"),
+        ("saturated", "utilisation_by_cycle", "Saturated company: period ÷ median time per limit requests", "≥ 0.95"),
         ("saturated", "rate_limited", "Saturated company: 429s received", "0"),
         ("saturated", "uploads_per_s", "Saturated company: uploads/s", f"≤ {budget.uploads_per_company_per_s:g}"),
         (

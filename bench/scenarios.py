@@ -420,6 +420,18 @@ def _utilisation(stats: dict[str, Any], company: CompanyConfig, t0: float, t1: f
     return accepted / allowed, accepted, allowed
 
 
+def _utilisation_by_cycle(stats: dict[str, Any], company: CompanyConfig, t0: float, t1: float, budget: Budget) -> float | None:
+    """period ÷ the median time from each accepted request to the one ``limit`` later.
+
+    A saturated sliding window repeats its first burst every cycle, so a count over a window
+    that is not many cycles long depends on where the bursts fall (±limit requests); the time
+    between request i and request i + limit is the cycle itself, whatever the phase.
+    """
+    times = sorted(ts for ts in _company(stats, company).get("timestamps", []) if t0 <= ts < t1)
+    cycles = [later - earlier for earlier, later in zip(times, times[budget.limit:], strict=False)]
+    return budget.period / statistics.median(cycles) if cycles else None
+
+
 def _rate_limited(stats: dict[str, Any], companies: list[CompanyConfig]) -> int:
     return sum(_company(stats, c)["rate_limited"] for c in companies)
 
@@ -474,8 +486,10 @@ def saturated(design_name: str, ctx: Context) -> dict[str, Any]:
         apps = _company(stats, company)["endpoints"]["applications"]["timestamps"]
         uploads = sum(1 for ts in apps if t0 <= ts < t1)
         mine = _company(stats, company)["endpoints"]
+        cycle = _utilisation_by_cycle(stats, company, t0, t1, budget)
         return {
             "utilisation": round(ratio, 4),
+            "utilisation_by_cycle": round(cycle, 4) if cycle is not None else None,
             "accepted_in_window": accepted,
             "allowed_in_window": round(allowed, 1),
             "window_s": round(t1 - t0, 2),

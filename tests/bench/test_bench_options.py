@@ -9,8 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from bench import seed
 from bench.run import _latency_range, _settings, parse_args
-from bench.scenarios import _pump_ticks
+from bench.scenarios import _pump_ticks, _utilisation_by_cycle
+from bench.stack import Budget
 
 
 def test_latency_is_a_range_in_milliseconds() -> None:
@@ -44,3 +46,14 @@ def test_pump_ticks_are_read_from_every_worker_log_within_the_window(tmp_path: P
     ticks = _pump_ticks(SimpleNamespace(data_dir=tmp_path), at, at + 10)  # type: ignore[arg-type]  # only data_dir is read
 
     assert ticks == {"pump_ticks": 3, "pump_tick_p50_ms": 20.0, "pump_tick_p95_ms": 29.0}
+
+
+def test_utilisation_by_cycle_does_not_depend_on_where_the_bursts_fall() -> None:
+    company = seed.company_configs(1)[0]
+    budget = Budget(limit=4, period=2.0)
+    # Bursts of 4 requests every 2.5 s (a window widened by 0.5 s): 0.8 of the budget at any phase.
+    times = [cycle * 2.5 + i * 0.01 for cycle in range(20) for i in range(4)]
+    stats = {"companies": {str(company.company_id): {"timestamps": times}}}
+
+    for start in (0.0, 1.0, 2.4):
+        assert _utilisation_by_cycle(stats, company, start, start + 30.0, budget) == pytest.approx(0.8)
