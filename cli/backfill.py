@@ -145,7 +145,7 @@ def cmd_backfill_start(args: argparse.Namespace) -> int:
     ctx.runtime(settings)  # the embedded Redis runs when REDIS_URL is unset
     send_backfill_start(backfill_id, account_id=account, project_id=project, expected_total=args.expected_total, broker_url=settings.broker_url)
     chunks = 0
-    bar = _Bar(total=size, label=f"backfill {backfill_id}", unit="bytes") if sys.stderr.isatty() and not args.json else None
+    bar = _Bar(total=size, label=f"backfill {backfill_id}", unit="bytes", stderr=True) if sys.stderr.isatty() and not args.json else None
     try:
         with open(args.file, encoding="utf-8") as handle:
             reader = _LineReader(handle, account, project)
@@ -387,7 +387,8 @@ def cmd_backfill_redrive(args: argparse.Namespace) -> int:
 class _Bar:
     """A rich progress bar on stderr/stdout of a terminal."""
 
-    def __init__(self, *, total: int, label: str, unit: str) -> None:
+    def __init__(self, *, total: int, label: str, unit: str, stderr: bool = False) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             Progress,
@@ -397,7 +398,7 @@ class _Bar:
         )
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[note]}"), transient=False)
+                                 TextColumn("{task.fields[note]}"), transient=False, console=Console(stderr=stderr))
         self.progress.start()
         self.task = self.progress.add_task(label, total=total, note="")
         self.unit = unit

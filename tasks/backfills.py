@@ -7,6 +7,7 @@ and dispatches the company when something new can be sent.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Task, shared_task
@@ -41,6 +42,12 @@ from tasks.uploads import TRANSIENT_ERRORS, intake_backoff
 from worker.runtime import get_runtime
 
 log = logging.getLogger(__name__)
+
+# Chunks recorded at once by one worker process. Their transactions serialise on the database
+# anyway (SQLite's write lock, the uploads' unique index); a chunk waiting here holds only its
+# message, not the uploads, documents and rows it is turned into, so a worker with 32 threads
+# busy with chunks stays at a few chunks' worth of memory.
+INTAKE_SLOTS = threading.BoundedSemaphore(2)
 
 # A chunk or seal that arrives before its start is retried this often (1, 2, 4 … 60 s apart:
 # about half an hour) before it is refused with a backfill.refused event.
@@ -100,7 +107,7 @@ def add_to_backfill_task(self: Task, chunk: Any) -> None:
     """Record one chunk of a backfill (one transaction); a chunk seen before records nothing."""
     runtime = get_runtime()
     try:
-        with runtime.session() as session:
+        with INTAKE_SLOTS, runtime.session() as session:
             result = add_to_backfill(session, chunk, policy=runtime.intake_policy(), events=runtime.events_for(session), now=utcnow())
     except BackfillNotStarted:
         if self.request.retries < NOT_STARTED_RETRIES:
