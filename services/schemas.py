@@ -37,7 +37,8 @@ from marshmallow import (
     validates_schema,
 )
 
-from personio.phases import PHASE_TYPES, Phase, PhaseInvalid, canonical_phase
+from personio.phases import PHASE_TYPES, SYSTEM_PHASES, Phase, PhaseInvalid, canonical_phase
+from services.sentences import Sentence, choices, sentence_for
 
 PERSONIO_EXTENSIONS = frozenset(
     "pdf pptx xlsx docx doc xls ppt ods odt 7z gz rar zip bmp gif jpg png tif csv txt rtf mp4 3gp mov avi wmv".split()
@@ -106,10 +107,9 @@ def text_problem(value: str) -> str | None:
     return "unpaired UTF-16 surrogate"
 
 
-def _bad_text_message(problem: str) -> str:
-    if problem == "NUL character":
-        return "contains characters that are not valid text (NUL character); send UTF-8 text without NUL characters."
-    return f"contains characters that are not valid text ({problem}); send UTF-8 text."
+def _bad_text_message(problem: str, *, name: bool = False) -> Sentence:
+    kind = "nul" if problem == "NUL character" else "surrogate"
+    return Sentence(f"bad_name_{kind}" if name else f"bad_text_{kind}")
 
 
 def usable_request_id(value: Any) -> str | None:
@@ -146,75 +146,74 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _TLD = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
 
 
-def email_problem(email: str) -> str | None:
+def email_problem(email: str) -> Sentence | None:
     """What is wrong with ``email`` (a fix, never the value), or None when it is plausible."""
     if len(email) > MAX_EMAIL_LENGTH:
-        return f"it is longer than {MAX_EMAIL_LENGTH} characters"
+        return Sentence("email_too_long", max=MAX_EMAIL_LENGTH)
     if any(c.isspace() for c in email) or _CONTROL.search(email):
-        return "it must not contain spaces or control characters"
+        return Sentence("email_spaces")
     if email.count("@") != 1:
-        return "it needs exactly one @ between the name and the domain, as in name@example.com"
+        return Sentence("email_one_at")
     local, domain = email.split("@")
     if not local or len(local) > 64:
-        return "the part before the @ must be 1–64 characters"
+        return Sentence("email_local_length")
     # Non-ASCII letters and digits count as letters (internationalised addresses).
     ascii_local = "".join("a" if ord(c) > 127 and c.isalnum() else c for c in local)
     if not _LOCAL_PART.fullmatch(ascii_local):
-        return (
-            "the part before the @ may hold letters, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ - "
-            "with single dots between them (no dot first or last)"
-        )
+        return Sentence("email_local_characters")
     labels = domain.split(".")
     if len(labels) < 2:
-        return "the domain needs a dot and a top-level domain, as in example.com"
+        return Sentence("email_domain_dot")
     ascii_labels = []
     for label in labels:
         if label and not label.isascii():
             try:
                 label = label.encode("idna").decode("ascii")
             except UnicodeError:
-                return "the domain is not a valid internationalised domain name"
+                return Sentence("email_idna")
         if not _LABEL.fullmatch(label):
-            return "each part of the domain must be 1–63 letters, digits or inner hyphens"
+            return Sentence("email_label")
         ascii_labels.append(label)
     if len(".".join(ascii_labels)) > 253:
-        return "the domain is longer than 253 characters"
+        return Sentence("email_domain_too_long")
     if not _TLD.fullmatch(ascii_labels[-1]):
-        return "the domain must end in a top-level domain of letters, such as .com or .de"
+        return Sentence("email_tld")
     return None
 
 
 # ------------------------------------------------------------------- fields
 
-_COMMON_ERRORS = {
-    "required": "is required but missing.",
-    "null": "must not be null.",
-    "validator_failed": "is not valid.",
+# Every message below is a services.sentences.Sentence: its English text as a str, plus the key
+# that gives its German text for message_de. marshmallow "formats" a message before raising it;
+# a Sentence's parameters are bound already, so it stays what it is.
+_COMMON_ERRORS: dict[str, str] = {
+    "required": Sentence("required"),
+    "null": Sentence("null"),
+    "validator_failed": Sentence("not_valid"),
 }
 
 
 class _Text(fields.String):
-    default_error_messages = {**_COMMON_ERRORS, "invalid": "must be a string.", "invalid_utf8": "must be UTF-8 text."}
+    default_error_messages = {**_COMMON_ERRORS, "invalid": Sentence("string"), "invalid_utf8": Sentence("utf8")}
 
 
 class _List(fields.List):
-    default_error_messages = {**_COMMON_ERRORS, "invalid": "must be a list."}
+    default_error_messages = {**_COMMON_ERRORS, "invalid": Sentence("list")}
 
 
 class _Nested(fields.Nested):
-    default_error_messages = {**_COMMON_ERRORS, "type": "must be an object."}
+    default_error_messages = {**_COMMON_ERRORS, "type": Sentence("object")}
 
 
 class _Raw(fields.Raw):
     default_error_messages = _COMMON_ERRORS
 
 
-_UNKNOWN = "is not part of the contract; remove it (see the README's message contract)."
-_BAD_NAME = "is a field name that "
+_UNKNOWN = Sentence("unknown_field")
 
 
 class _Contract(Schema):
-    error_messages = {"type": "must be an object.", "unknown": _UNKNOWN}
+    error_messages = {"type": Sentence("object"), "unknown": _UNKNOWN}
 
     class Meta:
         unknown = RAISE
@@ -222,33 +221,33 @@ class _Contract(Schema):
 
 def _length(low: int, high: int) -> validate.Length:
     if low == 0:
-        return validate.Length(max=high, error=f"must be at most {high} characters.")
-    return validate.Length(min=low, max=high, error=f"must be {low}–{high} characters.")
+        return validate.Length(max=high, error=Sentence("max_length", max=high))
+    return validate.Length(min=low, max=high, error=Sentence("length", min=low, max=high))
 
 
-def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
-    return validate.OneOf(choices, error="must be one of: " + ", ".join(choices) + ".")
+def _one_of(values: tuple[str, ...]) -> validate.OneOf:
+    return validate.OneOf(values, error=Sentence("one_of", choices=choices(values)))
 
 
 def _name(value: str) -> None:
     if not value.strip():
-        raise ValidationError("must not be empty or only spaces.")
+        raise ValidationError(Sentence("blank"))
 
 
 def _request_id(value: str) -> None:
     if not _ID.fullmatch(value):
-        raise ValidationError("must be 1–128 characters of letters, digits and . _ : -, starting with a letter or digit (a UUID is ideal).")
+        raise ValidationError(Sentence("request_id"))
 
 
 def _plain_id(value: str) -> None:
     if _CONTROL.search(value):
-        raise ValidationError("must not contain control characters such as line breaks or tabs.")
+        raise ValidationError(Sentence("control_characters"))
 
 
 def _email(value: str) -> None:
     problem = email_problem(value)
     if problem is not None:
-        raise ValidationError(f"is not a valid email address: {problem}.")
+        raise ValidationError(Sentence("email", problem=problem))
 
 
 def _iso_date(text: str) -> date:
@@ -257,15 +256,24 @@ def _iso_date(text: str) -> date:
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise ValidationError("must be a date in the form YYYY-MM-DD, e.g. 2026-03-01.") from None
+        raise ValidationError(Sentence("date")) from None
 
 
-def format_size(size: int) -> str:
-    """A byte count as people read it: 10 MiB, 1.5 MiB, 512 KiB, 300 bytes (never "0 MiB")."""
+def format_size(size: int, language: str = "en") -> str:
+    """A byte count as people read it: 10 MiB, 1.5 MiB, 512 KiB, 300 bytes (never "0 MiB").
+
+    In German with a decimal comma and "Bytes" (1,5 MiB, 300 Bytes).
+    """
     for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
         if size >= factor:
-            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{size} bytes"
+            number = f"{size / factor:.1f}".removesuffix(".0")
+            return (number.replace(".", ",") if language == "de" else number) + f" {unit}"
+    return f"{size} Bytes" if language == "de" else f"{size} bytes"
+
+
+def _sizes(size: int) -> dict[str, str]:
+    """``format_size`` in every language, as a Sentence parameter."""
+    return {"en": format_size(size), "de": format_size(size, "de")}
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -279,13 +287,13 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def _url_problem(url: str, policy: IntakePolicy) -> str | None:
+def _url_problem(url: str, policy: IntakePolicy) -> Sentence | None:
     """What is wrong with a document URL (never quoting it), or None."""
     if len(url) > MAX_URL_LENGTH:
-        return f"must be at most {MAX_URL_LENGTH} characters."
+        return Sentence("max_length", max=MAX_URL_LENGTH)
     if any(c.isspace() for c in url) or _CONTROL.search(url):
         # urlsplit silently drops tabs and line breaks; refuse them instead.
-        return "must not contain spaces or control characters; percent-encode them."
+        return Sentence("url_spaces")
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
@@ -293,16 +301,13 @@ def _url_problem(url: str, policy: IntakePolicy) -> str | None:
         port = parts.port
     except ValueError:
         # A port such as :abc or :99999, or a broken IPv6 literal such as [::1.
-        return "is not a valid URL (check the host and port); send an https URL such as https://files.example.com/cv.pdf."
+        return Sentence("url_invalid")
     if parts.scheme != "https" or not hostname:
-        return "must be an https URL."
+        return Sentence("url_https")
     if parts.username is not None or parts.password is not None or port not in (None, 443):
-        return "must not contain a user name, password or port."
+        return Sentence("url_credentials")
     if not host_allowed(hostname, policy.document_url_hosts):
-        return (
-            "is on a host that is not an allowed document host. "
-            "The operator allows hosts with PERSONIO_SYNC_DOCUMENT_URL_HOSTS; otherwise send the file inline."
-        )
+        return Sentence("url_host")
     return None
 
 
@@ -318,32 +323,30 @@ class DocumentSchema(_Contract):
     @validates("filename")
     def _filename(self, value: str, **_: Any) -> None:
         if "/" in value or "\\" in value or value.strip() != value or not value.strip() or _CONTROL.search(value):
-            raise ValidationError("must be a plain file name such as cv.pdf, without a path, control characters or surrounding spaces.")
+            raise ValidationError(Sentence("filename_plain"))
         extension = value.rsplit(".", 1)[-1].lower() if "." in value else ""
         if extension not in PERSONIO_EXTENSIONS:
-            raise ValidationError(
-                "must end in a file type Personio accepts: " + ", ".join(sorted(PERSONIO_EXTENSIONS)) + "."
-            )
+            raise ValidationError(Sentence("filename_extension", extensions=choices(sorted(PERSONIO_EXTENSIONS))))
 
     @validates_schema(skip_on_field_errors=False)
     def _source(self, data: dict[str, Any], **_: Any) -> None:
         policy = _POLICY.get()
         inline, url = data.get("content_base64"), data.get("url")
         if (inline is None) == (url is None):
-            raise ValidationError("give exactly one of content_base64 (the file, base64) or url (an https link).", "content_base64")
+            raise ValidationError(Sentence("document_source"), "content_base64")
         if inline is not None:
             limit = min(policy.inline_document_max_bytes, PERSONIO_MAX_DOCUMENT_BYTES)
             # Check the encoded length first so a huge payload is never decoded.
             if len(inline) > (limit * 4) // 3 + 8:
-                raise ValidationError(f"is larger than the {format_size(limit)} allowed inline; send larger files by url.", "content_base64")
+                raise ValidationError(Sentence("document_too_large", limit=_sizes(limit)), "content_base64")
             try:
                 content = base64.b64decode(inline, validate=True)
             except (binascii.Error, ValueError):
-                raise ValidationError("is not valid base64 (standard alphabet, with padding).", "content_base64") from None
+                raise ValidationError(Sentence("document_base64"), "content_base64") from None
             if not content:
-                raise ValidationError("is empty; Personio refuses empty files.", "content_base64")
+                raise ValidationError(Sentence("document_empty"), "content_base64")
             if len(content) > limit:
-                raise ValidationError(f"is larger than the {format_size(limit)} allowed inline; send larger files by url.", "content_base64")
+                raise ValidationError(Sentence("document_too_large", limit=_sizes(limit)), "content_base64")
             data["content"] = content
         elif url is not None and text_problem(url) is None:  # bad text is reported on its own
             problem = _url_problem(url, policy)
@@ -362,13 +365,13 @@ class CandidateSchema(_Contract):
     tags = _List(
         _Text(validate=_length(1, 255)),
         load_default=list,
-        validate=validate.Length(max=MAX_TAGS, error=f"must have at most {MAX_TAGS} tags."),
+        validate=validate.Length(max=MAX_TAGS, error=Sentence("too_many_tags", max=MAX_TAGS)),
     )
     attributes = _Raw(load_default=dict)
     documents = _List(
         _Nested(DocumentSchema),
         load_default=list,
-        validate=validate.Length(max=MAX_DOCUMENTS, error=f"must have at most {MAX_DOCUMENTS} documents."),
+        validate=validate.Length(max=MAX_DOCUMENTS, error=Sentence("too_many_documents", max=MAX_DOCUMENTS)),
     )
 
     @pre_load
@@ -386,35 +389,32 @@ class CandidateSchema(_Contract):
         if value is None:
             return
         if _iso_date(value) > _POLICY.get().today:
-            raise ValidationError("lies in the future; Personio only accepts today or an earlier date.")
+            raise ValidationError(Sentence("application_date_future"))
 
     @validates("attributes")
     def _attributes(self, value: Any, **_: Any) -> None:
         if not isinstance(value, dict):
-            raise ValidationError("must be an object of Personio attribute names to string values.")
+            raise ValidationError(Sentence("attributes_object"))
         problems: dict[Any, list[str]] = {}
         for key, item in value.items():
             if not isinstance(key, str) or text_problem(key) is not None:
                 continue  # a name that is not text is reported on its own
             if key in ("phone", "location"):
-                problems[key] = [f"give {key} as candidate.{key}, not as an attribute."]
+                problems[key] = [Sentence("attribute_misplaced", name=key)]
             elif key not in SYSTEM_ATTRIBUTES and not _CUSTOM_ATTRIBUTE.fullmatch(key):
-                problems[key] = [
-                    "is not a Personio attribute: use birthday, gender, available_from, salary_expectations "
-                    "or custom_attribute_<number> (the API name in Personio's attribute settings)."
-                ]
+                problems[key] = [Sentence("attribute_unknown")]
             elif not isinstance(item, str):
                 problems[key] = [_attribute_type_problem(item)]
             elif len(item) > MAX_ATTRIBUTE_LENGTH:
-                problems[key] = [f"must be at most {MAX_ATTRIBUTE_LENGTH} characters."]
+                problems[key] = [Sentence("max_length", max=MAX_ATTRIBUTE_LENGTH)]
             elif key == "gender" and item not in GENDERS:
-                problems[key] = ["must be one of: " + ", ".join(GENDERS) + "."]
+                problems[key] = [Sentence("one_of", choices=choices(GENDERS))]
             elif key == "birthday":
                 try:
                     if _iso_date(item) > _POLICY.get().today:
-                        problems[key] = ["lies in the future; use the candidate's date of birth."]
+                        problems[key] = [Sentence("birthday_future")]
                 except ValidationError as exc:
-                    problems[key] = [str(m) for m in exc.messages]
+                    problems[key] = [sentence_for(m) for m in exc.messages]
             elif key == "available_from":
                 problem = _available_from_problem(item)
                 if problem is not None:
@@ -439,40 +439,49 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-def _attribute_type_problem(value: Any) -> str:
+def _attribute_type_problem(value: Any) -> Sentence:
     """Why an attribute value that is not text (after _scalar_text) cannot be sent."""
     if value is None:
-        return "must not be null; leave the attribute out instead."
+        return Sentence("attribute_null")
     if isinstance(value, float):
-        return "must be a finite number (not NaN or infinity), or text."
+        return Sentence("attribute_not_finite")
     if isinstance(value, int):
-        return f"is a number too long to send; send it as text of at most {MAX_ATTRIBUTE_LENGTH} characters."
+        return Sentence("attribute_number_too_long", max=MAX_ATTRIBUTE_LENGTH)
     if isinstance(value, list):
-        return "must be text, a number or true/false, not a list; Personio takes one value per attribute."
-    return "must be text, a number or true/false, not an object; Personio takes one value per attribute."
+        return Sentence("attribute_list")
+    return Sentence("attribute_object")
 
 
-def _available_from_problem(value: str) -> str | None:
+def _available_from_problem(value: str) -> Sentence | None:
     """What is wrong with an available_from value, or None: free text or a date, as Personio takes it."""
     if not value.strip():
-        return 'must not be empty; give a date (YYYY-MM-DD) or a text such as "As soon as possible".'
+        return Sentence("available_from_empty")
     if len(value) > MAX_AVAILABLE_FROM_LENGTH:
-        return f"must be at most {MAX_AVAILABLE_FROM_LENGTH} characters (Personio's limit)."
+        return Sentence("available_from_too_long", max=MAX_AVAILABLE_FROM_LENGTH)
     if _CONTROL.search(value):
-        return "must be one line, without control characters such as line breaks or tabs."
+        return Sentence("available_from_one_line")
     if _ISO_DATE.fullmatch(value):
         try:
             date.fromisoformat(value)
         except ValueError:
-            return 'is written as a date (YYYY-MM-DD) but no such day exists; give a real date or a text such as "As soon as possible".'
+            return Sentence("available_from_no_such_day")
     return None
+
+
+def _phase_problem(error: PhaseInvalid, kind: Any) -> Sentence:
+    """personio.phases' fix as a sentence of both languages (its English is the same text)."""
+    if error.part == "type":
+        return Sentence("one_of", choices=choices(PHASE_TYPES))
+    if kind == "system":
+        return Sentence("phase_system_id", choices=choices(SYSTEM_PHASES))
+    return Sentence("phase_custom_id")
 
 
 class PhaseSchema(_Contract):
     """Personio's ``phase`` object: ``{"type": "system", "id": "offer"}`` or ``{"type": "custom", "id": 42}``."""
 
     error_messages = {
-        "type": 'must be an object such as {"type": "system", "id": "offer"} or {"type": "custom", "id": 42}.',
+        "type": Sentence("phase_object"),
         "unknown": _UNKNOWN,
     }
     type = _Text(required=True, validate=_one_of(PHASE_TYPES))
@@ -483,7 +492,7 @@ class PhaseSchema(_Contract):
         try:
             canonical_phase(data["type"], data["id"])
         except PhaseInvalid as error:
-            raise ValidationError(error.fix, error.part or "id") from None
+            raise ValidationError(_phase_problem(error, data["type"]), error.part or "id") from None
 
     @post_load
     def _canonical(self, data: dict[str, Any], **_: Any) -> Phase:
@@ -552,7 +561,7 @@ def _child(container: Any, key: Any) -> Any:
     return None
 
 
-def _scan_text(payload: Any, names: _KeyNames) -> Iterator[tuple[Path, str]]:
+def _scan_text(payload: Any, names: _KeyNames) -> Iterator[tuple[Path, Sentence]]:
     """Every string (values and field names, at any depth) that is not valid text.
 
     Iterative, so a request nested a thousand levels deep costs a loop, not the stack.
@@ -569,7 +578,7 @@ def _scan_text(payload: Any, names: _KeyNames) -> Iterator[tuple[Path, str]]:
                 child = _extend(path, names.segment(key, value))
                 problem = text_problem(key) if isinstance(key, str) else None
                 if problem is not None:
-                    yield child, _BAD_NAME + _bad_text_message(problem)
+                    yield child, _bad_text_message(problem, name=True)
                 else:
                     stack.append((item, child))
         elif isinstance(value, list):
@@ -577,7 +586,7 @@ def _scan_text(payload: Any, names: _KeyNames) -> Iterator[tuple[Path, str]]:
                 stack.append((item, _extend(path, str(index))))
 
 
-def _flatten(messages: Any, data: Any, path: Path, names: _KeyNames) -> Iterator[tuple[Path, str]]:
+def _flatten(messages: Any, data: Any, path: Path, names: _KeyNames) -> Iterator[tuple[Path, Sentence]]:
     """marshmallow's nested error dict as (path, message), paths built from the payload."""
     if isinstance(messages, dict):
         for key, value in messages.items():
@@ -589,7 +598,7 @@ def _flatten(messages: Any, data: Any, path: Path, names: _KeyNames) -> Iterator
         for item in messages:
             yield from _flatten(item, data, path, names)
     else:
-        yield path, str(messages)
+        yield path, sentence_for(messages)
 
 
 def _natural(entry: tuple[str, str]) -> tuple[Any, ...]:
@@ -598,11 +607,11 @@ def _natural(entry: tuple[str, str]) -> tuple[Any, ...]:
     return (tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in field.split(".")), message)
 
 
-def _report(payload: Any, exc: ValidationError | None) -> tuple[list[str], list[str]]:
-    """The error lines (sorted, capped) and the field names they concern."""
+def _report(payload: Any, exc: ValidationError | None) -> tuple[list[tuple[str, Sentence]], list[str]]:
+    """The refusals as (field, sentence) (sorted, capped) and the field names they concern."""
     names = _KeyNames()
     text = {(_render(path), message) for path, message in _scan_text(payload, names)}
-    bad_names = {field for field, message in text if message.startswith(_BAD_NAME)}
+    bad_names = {field for field, message in text if message.key.startswith("bad_name_")}
     bad_values = {field for field, _ in text} - bad_names
     schema = set()
     if exc is not None:
@@ -615,21 +624,58 @@ def _report(payload: Any, exc: ValidationError | None) -> tuple[list[str], list[
             schema.add((field, message))
     found = sorted(text | schema, key=_natural)
     listed = found[:MAX_ERRORS]
-    errors = [f"{field}: {message}" for field, message in listed]
-    if len(found) > MAX_ERRORS:
-        errors.append(f"request: {len(found) - MAX_ERRORS} more problems are not listed; fix the ones above and send the request again.")
     fields_ = list(dict.fromkeys(field for field, _ in listed))
-    return errors, fields_
+    if len(found) > MAX_ERRORS:
+        listed.append(("request", Sentence("more_problems", count=len(found) - MAX_ERRORS)))
+    return listed, fields_
+
+
+def _german_line(line: str) -> str:
+    field, _, message = line.partition(": ")
+    return f"{field}: {sentence_for(message).german}"
 
 
 class UploadRequestInvalid(ValueError):
-    """The request breaks the contract; ``errors`` has one line per field, ``fields`` their names."""
+    """The request breaks the contract; ``errors`` has one line per field (``<field>: <English
+    sentence>``, published in events), ``errors_de`` the same lines in German, ``sentences`` the
+    lines' sentences, ``fields`` the field names.
 
-    def __init__(self, errors: list[str], request_id: str | None, fields: list[str] | None = None) -> None:
+    Build it with :meth:`of` from sentences; lines given as plain text get their German from the
+    sentence table by their English text.
+    """
+
+    def __init__(
+        self, errors: list[str], request_id: str | None, fields: list[str] | None = None, errors_de: list[str] | None = None
+    ) -> None:
         self.errors = errors
+        self.errors_de = errors_de if errors_de is not None else [_german_line(line) for line in errors]
+        # Each line's sentence (its key says which refusal it is, in any language).
+        self.sentences = [sentence_for(line.partition(": ")[2]) for line in errors]
         self.request_id = request_id
         self.fields = fields if fields is not None else list(dict.fromkeys(line.split(": ", 1)[0] for line in errors))
         super().__init__("; ".join(errors))
+
+    @classmethod
+    def of(cls, lines: list[tuple[str, Sentence]], request_id: str | None, fields: list[str] | None = None) -> UploadRequestInvalid:
+        """From (field path, sentence) pairs: the field path as it is, the sentence per language."""
+        invalid = cls(
+            [f"{field}: {sentence}" for field, sentence in lines],
+            request_id,
+            fields,
+            [f"{field}: {sentence.german}" for field, sentence in lines],
+        )
+        invalid.sentences = [sentence for _, sentence in lines]
+        return invalid
+
+    @property
+    def details(self) -> dict[str, str]:
+        """The ``{details}`` of ``personio-sync.invalid-request``, per language."""
+        return {"en": " ".join(self.errors), "de": " ".join(self.errors_de)}
+
+
+def unchecked_request(request_id: str | None) -> UploadRequestInvalid:
+    """The refusal for a request whose validation failed with an internal error (a bug)."""
+    return UploadRequestInvalid.of([("request", Sentence("request_unchecked"))], request_id, ["request"])
 
 
 _SCHEMA_LOCK = threading.Lock()
@@ -652,7 +698,7 @@ def _upload_request_schema() -> UploadRequestSchema:
 def load_upload_request(payload: Any, policy: IntakePolicy) -> dict[str, Any]:
     """Validate one upload request; return it with decoded document ``content``."""
     if not isinstance(payload, dict):
-        raise UploadRequestInvalid(["request: must be a JSON object (see the README's message contract)."], None, ["request"])
+        raise UploadRequestInvalid.of([("request", Sentence("request_not_object"))], None, ["request"])
     token = _POLICY.set(policy)
     try:
         loaded: dict[str, Any] = _upload_request_schema().load(payload)
@@ -663,8 +709,8 @@ def load_upload_request(payload: Any, policy: IntakePolicy) -> dict[str, Any]:
         _POLICY.reset(token)
     if failure is None and not any(True for _ in _scan_text(payload, _KeyNames())):
         return loaded
-    errors, fields_ = _report(payload, failure)
-    raise UploadRequestInvalid(errors, usable_request_id(payload.get("request_id")), fields_)
+    lines, fields_ = _report(payload, failure)
+    raise UploadRequestInvalid.of(lines, usable_request_id(payload.get("request_id")), fields_)
 
 
 __all__ = [
@@ -680,5 +726,6 @@ __all__ = [
     "load_upload_request",
     "printable_id",
     "text_problem",
+    "unchecked_request",
     "usable_request_id",
 ]

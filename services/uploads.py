@@ -36,6 +36,7 @@ from services.schemas import (
     load_upload_request,
     printable_id,
     text_problem,
+    unchecked_request,
     usable_request_id,
 )
 
@@ -193,11 +194,7 @@ def _unexpected(payload: Any, exc: Exception) -> UploadRequestInvalid:
     # Type and place only: the exception's text may quote the payload.
     log.error("validating an upload request failed unexpectedly (%s at %s); recorded as invalid", type(exc).__name__, where)
     request_id = usable_request_id(payload.get("request_id")) if isinstance(payload, dict) else None
-    return UploadRequestInvalid(
-        ["request: could not be checked (an internal error in personio-sync, logged for the operator); send it again later or report it."],
-        request_id,
-        ["request"],
-    )
+    return unchecked_request(request_id)
 
 
 def _record_invalid(
@@ -206,7 +203,7 @@ def _record_invalid(
     # The error lines never quote submitted values and name fields only by safe names (see
     # services.schemas), so they may go to logs and events. Ids are kept only when they are
     # safe to store and publish as they are.
-    details = " ".join(invalid.errors)
+    details = invalid.details  # per language: the German message lists the German sentences
     field_names = ", ".join(invalid.fields)
     raw = payload if isinstance(payload, dict) else {}
     log.warning("upload request %s refused: invalid fields %s", invalid.request_id or "(no valid request_id)", field_names[:1000])

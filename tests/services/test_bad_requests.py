@@ -22,6 +22,7 @@ from services.secrets import TokenCipher
 from services.uploads import receive_upload
 from tests.factories import make_connection
 from tests.services.bad_requests import ACCOUNT, INVALID, POLICY, REJECTED, Case, cases, secrets
+from tests.services.test_sentences import english_in
 
 pytestmark = pytest.mark.rolled_back
 
@@ -111,6 +112,13 @@ def test_every_case_through_receive_upload(
                 problems.append(f"event {event.get('type')}/{event.get('outcome')}/{event.get('reason_code')}")
             if case.expect == REJECTED and not names_field(event.get("errors") or [], case.field):
                 problems.append(f"errors do not name {case.field}: {event.get('errors')}")
+            if case.expect == REJECTED and upload is not None:
+                # The German message gives every refusal in German, with the field path as it is.
+                german = upload.message_de or ""
+                if english_in(german):
+                    problems.append(f"English in message_de: {english_in(german)}")
+                if f"{case.field}: " not in german:
+                    problems.append(f"message_de does not name {case.field}")
             if case.expect != REJECTED and event.get("field") != case.field:
                 problems.append(f"field {event.get('field')!r}")
             if upload is not None and event.get("request_id") != upload.request_id:

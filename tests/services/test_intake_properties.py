@@ -24,6 +24,7 @@ from services.schemas import IntakePolicy, usable_request_id
 from services.secrets import TokenCipher
 from services.uploads import receive_upload, upload_status
 from tests.factories import make_connection
+from tests.services.test_sentences import english_in
 
 pytestmark = pytest.mark.rolled_back
 
@@ -162,6 +163,9 @@ def test_receive_upload_never_raises_and_always_leaves_a_status_or_event(
         assert status is not None and status["state"] == received.state.value
         if received.created and upload.is_terminal:
             assert [e["type"] for e in new] == ["upload.finished"]
+        if upload.reason_code == "personio-sync.invalid-request":
+            # Every refusal is in German in the German message (field paths as they are).
+            assert upload.message_de is not None and not english_in(upload.message_de), upload.message_de
         # Whatever was kept, accepted or refused, is text any database, Redis and Personio take.
         kept = [upload.request_id, upload.account_id, upload.project_id, upload.candidate]
         kept += [(d.filename, d.category, d.url) for d in upload.documents]
