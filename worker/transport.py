@@ -45,7 +45,6 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
 from config.names import (
-    ALL_QUEUES,
     DEAD_LETTERS_KEY,
     EVENT_MESSAGE_DEAD_LETTERED,
     EVENTS_STREAM,
@@ -334,6 +333,11 @@ return #stale
 IDLE_POLL_SECONDS = 0.05
 
 
+def _is_remote_control_reply(queue: str) -> bool:
+    """kombu names a remote-control reply queue ``<oid>.reply.<app>.pidbox`` (kombu.pidbox)."""
+    return queue.endswith(".pidbox") and ".reply." in queue
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel: popped items are held atomically and inspected before delivery.
 
@@ -442,7 +446,7 @@ class Channel(kombu_redis.Channel):
                 if not reply:
                     break
                 _, item, held_id = reply
-                if queue not in ALL_QUEUES:
+                if _is_remote_control_reply(queue):
                     self._release(bytes_to_str(held_id))
                     return cast("dict[str, Any]", kombu_redis.loads(bytes_to_str(item)))
                 try:
@@ -459,7 +463,7 @@ class Channel(kombu_redis.Channel):
             raise kombu_redis.Empty()
 
     def _accept(self, item: bytes, queue: str) -> None:
-        if queue not in ALL_QUEUES:
+        if _is_remote_control_reply(queue):
             self._deliver_unchecked(item, queue)
             return
         try:
@@ -484,12 +488,12 @@ class Channel(kombu_redis.Channel):
             self._dead_letter(item, queue, f"refused while delivering: {type(exc).__name__}")
 
     def _deliver_unchecked(self, item: bytes, queue: str) -> None:
-        """Deliver a message of a queue that is not ours as kombu does (no task checks).
+        """Deliver a remote-control reply as kombu does (no task checks).
 
-        Only our task queues carry producers' messages. The other queues a consumer of this
-        transport reads are kombu's own, chiefly the reply queues of remote control
-        (``celery inspect``, Flower): their replies are not tasks and must not be dead-lettered.
-        A reply that is not even JSON is dropped with a warning instead of stopping the reader.
+        The reply queues of remote control (``celery inspect``, Flower) carry kombu's own reply
+        messages, not tasks: checked as tasks they would all be dead-lettered and ``inspect``
+        would never hear back. Only the process that asked reads them, never a worker; a reply
+        that is not even JSON is dropped with a warning instead of stopping that reader.
         """
         try:
             payload = kombu_redis.loads(bytes_to_str(item))

@@ -196,6 +196,26 @@ def test_poison_between_good_messages_is_dead_lettered_and_consumption_goes_on(
     assert not any(b"raw" in key for _, fields in events for key in fields)
 
 
+def test_remote_control_replies_are_delivered_not_dead_lettered(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
+    """``celery inspect`` reads its answers from ``<oid>.reply.celery.pidbox``: kombu's messages, not tasks."""
+    connection, client, names = broker
+    queue = f"{names['queue']}.reply.celery.pidbox"
+    _queue(queue)(connection.default_channel).declare()
+    reply = {"body": base64.b64encode(json.dumps({"w1@host": {"ok": "pong"}}).encode()).decode(),
+             "content-encoding": "utf-8", "content-type": "application/json", "headers": {"ticket": "t-1"},
+             "properties": {"body_encoding": "base64", "delivery_info": {"exchange": "reply.celery.pidbox", "routing_key": queue},
+                            "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()), "priority": 0}}
+    client.lpush(queue, b"not json")  # dropped with a warning: the reader goes on
+    client.lpush(queue, json.dumps(reply).encode())
+    try:
+        received = _consume(connection, queue, want=1)
+    finally:
+        client.delete(queue)
+
+    assert [body for body, _ in received] == [{"w1@host": {"ok": "pong"}}]
+    assert client.llen(names["dead"]) == 0
+
+
 def test_the_synchronous_read_path_skips_poison_too(broker: tuple[Connection, redis.Redis, dict[str, str]]) -> None:
     connection, client, names = broker
     queue = names["queue"]
