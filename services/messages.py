@@ -266,7 +266,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "domain.invalid": (
         "The domain {value} is not accepted: {detail}. Copy the domain name from Personio → Settings → Recruiting → Career page (e.g. acme.jobs.personio.de).",
-        "Der Domain-Name {value} wird nicht akzeptiert. Bitte den Domain-Namen aus Personio → Einstellungen → Recruiting → Karriereseite kopieren (z. B. acme.jobs.personio.de).",
+        "Der Domain-Name {value} wird nicht akzeptiert: {detail}. Bitte den Domain-Namen aus Personio → Einstellungen → Recruiting → Karriereseite kopieren (z. B. acme.jobs.personio.de).",
     ),
     "domain.hr_app_host": (
         "{value} is the address of the Personio HR app, not of the jobs page. Use the career page's domain from Personio → Settings → Recruiting → Career page, like acme.jobs.personio.de.",
@@ -341,6 +341,35 @@ _DEFAULTS = {
     "menu_phases_de": _MENU_PHASES_DE,
 }
 
+# Why the domain parser (personio.domain) refused a domain, in German, by its code. A code without
+# a text of its own is shown with "domain.invalid", whose {detail} is the parser's English reason
+# (InvalidJobsDomain.reason) in English and this clause in German; a test checks that every code
+# the parser raises has one or the other.
+DOMAIN_REASONS_DE: dict[str, str] = {
+    "domain.type": "er muss Text sein",
+    "domain.empty": "er ist leer oder enthält keinen Host-Namen",
+    "domain.too_long": "er ist länger als 253 Zeichen",
+    "domain.control_char": "er enthält Steuerzeichen (Tabulator, Zeilenumbruch, NUL)",
+    "domain.idn": "internationalisierte Namen (mit Nicht-ASCII-Zeichen oder Punycode xn--) werden nicht unterstützt",
+    "domain.whitespace": "er enthält Leerzeichen",
+    "domain.backslash": "er enthält einen Backslash",
+    "domain.percent_encoding": "er enthält prozentkodierte Zeichen",
+    "domain.userinfo": "er enthält ein „@“ (Benutzernamen und Passwörter sind nicht erlaubt)",
+    "domain.scheme": "erlaubt sind nur der Firmenname allein oder eine Adresse, die mit https:// oder http:// beginnt",
+    "domain.port": "eine Portnummer ist nicht erlaubt (bitte „:…“ entfernen)",
+    "domain.invalid_char": "der Host-Name darf nur Buchstaben, Ziffern, „-“ und „.“ enthalten",
+    "domain.trailing_dot": "bitte den Punkt am Ende entfernen",
+    "domain.empty_label": "er enthält „..“ oder beginnt mit einem Punkt",
+    "domain.multi_level": (
+        "vor .jobs.personio.de oder .jobs.personio.com darf nur ein Name stehen "
+        "(z. B. acme.jobs.personio.de, nicht www.acme.jobs.personio.de)"
+    ),
+    "domain.invalid_label": "der Firmenname muss aus 1–63 Buchstaben, Ziffern oder „-“ bestehen und darf nicht mit „-“ beginnen oder enden",
+    "domain.no_company": "das ist Personios eigene Website, der Firmenname fehlt",
+    "domain.not_normalised": "erwartet wird ein normalisierter Host-Name wie acme.jobs.personio.de",
+}
+_DOMAIN_REASON_DE_UNKNOWN = "er ist keine Adresse einer Personio-Karriereseite"
+
 _FALLBACK = (
     "Personio refused the upload ({code}).",
     "Personio hat den Upload abgelehnt ({code}).",
@@ -412,6 +441,11 @@ def render(code: str, language: str, **params: Any) -> str:
     ``{document}`` is the quoted ``filename`` when known, else "a document".
     """
     if code not in MESSAGES and code.startswith("domain."):
+        # The parser's reason is English; German shows the same reason from DOMAIN_REASONS_DE.
+        detail = params.get("detail")
+        if not isinstance(detail, dict):
+            german = {"de": DOMAIN_REASONS_DE.get(code, _DOMAIN_REASON_DE_UNKNOWN)}
+            params = {**params, "detail": german if detail is None else {"en": detail, **german}}
         code = "domain.invalid"
     english, german = MESSAGES.get(code, _FALLBACK)
     template = german if language == "de" else english

@@ -10,7 +10,7 @@ import pytest
 from models import Health
 from personio import errors
 from personio.errors import DOCUMENTED_REASON_CODES
-from services.messages import LANGUAGES, MESSAGES, render, render_both
+from services.messages import DOMAIN_REASONS_DE, LANGUAGES, MESSAGES, render, render_both
 
 # The reason codes of POST /v1/recruiting/applications (docs/personio.md, "Error bodies and
 # reason codes"), including the two feature codes of 403 answers.
@@ -97,9 +97,6 @@ def test_both_languages_use_the_same_placeholders(code: str) -> None:
     english, german = (placeholders(text) for text in MESSAGES[code])
     english = {name.removesuffix("_en") for name in english}
     german = {name.removesuffix("_de") for name in german}
-    if code == "domain.invalid":
-        # The detail is the domain parser's English sentence; German leaves it out.
-        english.discard("detail")
 
     assert english == german
 
@@ -135,6 +132,46 @@ def test_unknown_domain_codes_use_the_generic_domain_text() -> None:
     text = render("domain.no_company", "en", value="'app.personio.de'", detail="the company name is missing")
 
     assert text.startswith("The domain 'app.personio.de' is not accepted: the company name is missing.")
+
+
+def _domain_codes() -> set[str]:
+    """Every reason code personio.domain raises (read from its source: the codes are literals there)."""
+    import inspect
+
+    import personio.domain
+
+    return set(re.findall(r'"(domain\.[a-z_]+)"', inspect.getsource(personio.domain)))
+
+
+def test_every_domain_code_has_a_german_reason() -> None:
+    codes = _domain_codes()
+
+    assert len(codes) >= 15
+    for code in codes:
+        assert code in MESSAGES or code in DOMAIN_REASONS_DE, f"{code}: no German reason"
+    assert set(DOMAIN_REASONS_DE) <= codes, "a German reason for a code the parser no longer raises"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "app.personio.de", "file:///etc/passwd", "a b", "www.acme.jobs.personio.de", "-acme", "acme.jobs.personio.de:8080",
+     "x\\y", "a%20b", "user@acme.jobs.personio.de", "acme.jobs.personio.de.", "a..b.jobs.personio.de", "xn--mnchen-3ya",
+     "acme\t.jobs.personio.de", "a" * 300, "/acme", "http:acme"],
+)
+def test_a_refused_domain_gives_its_reason_in_either_language(raw: str) -> None:
+    from personio.domain import InvalidJobsDomain, normalise_jobs_domain
+
+    with pytest.raises(InvalidJobsDomain) as caught:
+        normalise_jobs_domain(raw)
+    error = caught.value
+    messages = render_both(error.code, value=repr(raw)[:90], detail=error.reason)
+
+    if error.code not in MESSAGES:
+        assert error.reason in messages["en"]
+        assert DOMAIN_REASONS_DE[error.code] in messages["de"]
+    german_words = {w.lower() for w in re.findall(r"[A-Za-zÄÖÜäöüß]+", messages["de"].replace(repr(raw)[:90], " "))}
+    assert not german_words & ENGLISH_WORDS, messages["de"]
+    assert error.reason not in messages["de"]
 
 
 def test_unknown_language_is_english() -> None:
