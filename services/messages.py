@@ -444,8 +444,8 @@ def render(code: str, language: str, **params: Any) -> str:
         # The parser's reason is English; German shows the same reason from DOMAIN_REASONS_DE.
         detail = params.get("detail")
         if not isinstance(detail, dict):
-            german = {"de": DOMAIN_REASONS_DE.get(code, _DOMAIN_REASON_DE_UNKNOWN)}
-            params = {**params, "detail": german if detail is None else {"en": detail, **german}}
+            reason = {"de": DOMAIN_REASONS_DE.get(code, _DOMAIN_REASON_DE_UNKNOWN)}
+            params = {**params, "detail": reason if detail is None else {"en": detail, **reason}}
         code = "domain.invalid"
     english, german = MESSAGES.get(code, _FALLBACK)
     template = german if language == "de" else english
