@@ -14,13 +14,23 @@ MAX_REDIRECTS = 3
 
 
 class DocumentFetchError(Exception):
-    """A document URL could not be downloaded; ``permanent`` says whether retrying can help."""
+    """A document URL could not be downloaded; ``permanent`` says whether retrying can help.
 
-    def __init__(self, code: str, detail: str, *, permanent: bool) -> None:
+    ``detail`` says why in English (logs, history), ``detail_de`` in German: both reach the
+    recruiter's messages (``details``), so a German message never carries an English reason.
+    """
+
+    def __init__(self, code: str, detail: str, *, permanent: bool, detail_de: str | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.detail_de = detail if detail_de is None else detail_de
         self.permanent = permanent
+
+    @property
+    def details(self) -> dict[str, str]:
+        """``detail`` per language, as a message parameter (services.messages)."""
+        return {"en": self.detail, "de": self.detail_de}
 
 
 def fetch_document(
@@ -43,29 +53,41 @@ def fetch_document(
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise DocumentFetchError("personio-sync.document-url-forbidden", "the URL is malformed", permanent=True) from None
+            raise DocumentFetchError(
+                "personio-sync.document-url-forbidden", "the URL is malformed", permanent=True, detail_de="die URL ist fehlerhaft"
+            ) from None
         if parts.scheme != "https" or not parts.hostname or parts.username or port not in (None, 443):
-            raise DocumentFetchError("personio-sync.document-url-forbidden", "only plain https URLs are allowed", permanent=True)
+            raise DocumentFetchError(
+                "personio-sync.document-url-forbidden", "only plain https URLs are allowed", permanent=True,
+                detail_de="nur einfache https-URLs sind erlaubt",
+            )
         if not host_allowed(parts.hostname, allowed_hosts):
-            raise DocumentFetchError("personio-sync.document-url-forbidden", f"host {parts.hostname} is not allowed", permanent=True)
+            raise DocumentFetchError(
+                "personio-sync.document-url-forbidden", f"host {parts.hostname} is not allowed", permanent=True,
+                detail_de=f"der Host {parts.hostname} ist nicht erlaubt",
+            )
         remaining = give_up_at - time.monotonic()
         if remaining <= 0:
-            raise DocumentFetchError("personio-sync.document-fetch-failed", f"not downloaded within {deadline:g} s", permanent=False)
+            raise _too_slow(deadline)
         try:
             response = session.get(url, stream=True, timeout=(min(timeout[0], remaining), min(timeout[1], remaining)), allow_redirects=False)
         except requests.RequestException as exc:
-            raise DocumentFetchError("personio-sync.document-fetch-failed", type(exc).__name__, permanent=False) from exc
+            raise _network_error(exc) from exc
         with response:
             if response.is_redirect:
                 url = urljoin(url, response.headers.get("Location", ""))
                 continue
             if response.status_code in (408, 429) or response.status_code >= 500:
-                raise DocumentFetchError("personio-sync.document-fetch-failed", f"HTTP {response.status_code}", permanent=False)
+                raise DocumentFetchError(
+                    "personio-sync.document-fetch-failed", f"HTTP {response.status_code}", permanent=False, detail_de=f"HTTP {response.status_code}"
+                )
             if response.status_code != 200:
-                raise DocumentFetchError("personio-sync.document-fetch-failed", f"HTTP {response.status_code}", permanent=True)
+                raise DocumentFetchError(
+                    "personio-sync.document-fetch-failed", f"HTTP {response.status_code}", permanent=True, detail_de=f"HTTP {response.status_code}"
+                )
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise DocumentFetchError("personio-sync.document-too-large", f"{declared} bytes", permanent=True)
+                raise DocumentFetchError("personio-sync.document-too-large", f"{declared} bytes", permanent=True, detail_de=f"{declared} Bytes")
             chunks: list[bytes] = []
             received = 0
             try:
@@ -77,13 +99,28 @@ def fetch_document(
                         break
                     received += len(chunk)
                     if received > max_bytes:
-                        raise DocumentFetchError("personio-sync.document-too-large", f"more than {max_bytes} bytes", permanent=True)
+                        raise DocumentFetchError(
+                            "personio-sync.document-too-large", f"more than {max_bytes} bytes", permanent=True, detail_de=f"mehr als {max_bytes} Bytes"
+                        )
                     if time.monotonic() > give_up_at:
-                        raise DocumentFetchError("personio-sync.document-fetch-failed", f"not downloaded within {deadline:g} s", permanent=False)
+                        raise _too_slow(deadline)
                     chunks.append(chunk)
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                raise DocumentFetchError("personio-sync.document-fetch-failed", type(exc).__name__, permanent=False) from exc
+                raise _network_error(exc) from exc
             if received == 0:
-                raise DocumentFetchError("personio-sync.document-fetch-failed", "empty file", permanent=True)
+                raise DocumentFetchError("personio-sync.document-fetch-failed", "empty file", permanent=True, detail_de="leere Datei")
             return b"".join(chunks)
-    raise DocumentFetchError("personio-sync.document-fetch-failed", "too many redirects", permanent=True)
+    raise DocumentFetchError("personio-sync.document-fetch-failed", "too many redirects", permanent=True, detail_de="zu viele Weiterleitungen")
+
+
+def _too_slow(deadline: float) -> DocumentFetchError:
+    return DocumentFetchError(
+        "personio-sync.document-fetch-failed", f"not downloaded within {deadline:g} s", permanent=False,
+        detail_de=f"nicht innerhalb von {deadline:g} s geladen".replace(".", ","),
+    )
+
+
+def _network_error(exc: Exception) -> DocumentFetchError:
+    # The exception's name only: its text may quote the URL.
+    name = type(exc).__name__
+    return DocumentFetchError("personio-sync.document-fetch-failed", name, permanent=False, detail_de=f"Netzwerkfehler {name}")

@@ -417,12 +417,12 @@ def _document_content(session: Session, deps: SyncDeps, document: UploadDocument
                 error.code,
                 field=f"candidate.documents.{document.position}.url",
                 filename=document.filename,
-                detail=error.detail,
-                limit=format_size(deps.policy.url_document_max_bytes),
+                detail=error.details,
+                limit={"en": format_size(deps.policy.url_document_max_bytes), "de": format_size(deps.policy.url_document_max_bytes, "de")},
             ) from None
         raise _Park(
             backoff_delay(document.upload.attempts + 1, deps), f"document download failed ({error.detail})", count_attempt=True,
-            cause=retry_cause("personio-sync.document-fetch-failed", filename=document.filename, detail=error.detail),
+            cause=retry_cause("personio-sync.document-fetch-failed", filename=document.filename, detail=error.details),
         ) from None
     document.content = content
     document.size = len(content)

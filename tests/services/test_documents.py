@@ -98,3 +98,34 @@ def test_malformed_or_forbidden_urls_are_refused_without_a_request(url: str) -> 
         fetch_document(_session(_Host(b"never sent")), url, allowed_hosts=HOSTS, max_bytes=100)
     assert refused.value.code == "personio-sync.document-url-forbidden"
     assert refused.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("host", "german"),
+    [
+        (_Host(b""), "leere Datei"),
+        (_Host(b"x", status=404), "HTTP 404"),
+        (_Host(b"x" * 50), "mehr als 10 Bytes"),
+    ],
+)
+def test_a_failed_download_says_why_in_german_too(host: _Host, german: str) -> None:
+    with pytest.raises(DocumentFetchError) as failed:
+        fetch_document(_session(host), "https://files.example.com/cv.pdf", allowed_hosts=HOSTS, max_bytes=10)
+
+    assert failed.value.details == {"en": failed.value.detail, "de": german}
+
+
+def test_every_download_failure_carries_a_german_reason() -> None:
+    """Each refusal in services.documents gives detail_de; without it German messages would quote English."""
+    import ast
+    import inspect
+
+    import services.documents
+
+    calls = [
+        node
+        for node in ast.walk(ast.parse(inspect.getsource(services.documents)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "DocumentFetchError"
+    ]
+    assert len(calls) >= 9
+    assert all(any(k.arg == "detail_de" for k in call.keywords) for call in calls), [c.lineno for c in calls]

@@ -925,6 +925,22 @@ def test_forbidden_document_url_rejects_naming_the_document(
     assert sandbox.state.applications() == []
 
 
+def test_a_failed_download_is_explained_in_german_in_german(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, fetcher: FakeFetcher,
+) -> None:
+    url = "https://files.example.com/empty.pdf"
+    fetcher.documents[url] = DocumentFetchError("personio-sync.document-fetch-failed", "empty file", permanent=True, detail_de="leere Datei")
+    upload_id = record(session, intake_policy, clock, documents=[{"category": "other", "filename": "empty.pdf", "url": url}])
+
+    result = step(session, session_factory, deps, upload_id)
+
+    assert result.state == UploadState.REJECTED
+    upload = load(session, upload_id)
+    assert "(empty file)" in upload.message_en  # type: ignore[operator]
+    assert "(leere Datei)" in upload.message_de and "empty file" not in upload.message_de  # type: ignore[operator]
+
+
 # ====================================================== held and resumed
 
 
