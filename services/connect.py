@@ -28,7 +28,7 @@ from services.context import RateLimiter
 from services.events import EventPublisher
 from services.health import probe_credentials
 from services.jobs import apply_feed
-from services.messages import render_both
+from services.messages import check_reason, render_both
 from services.secrets import TokenCipher
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def connect_account(
     elif credentials == Health.RECRUITING_DISABLED:
         checks.append(_check("access_token", False, reason))
     else:
-        checks.append(_check("access_token", None, "connect.credentials_unknown", detail=reason))
+        checks.append(_check("access_token", None, "connect.credentials_unknown", detail=check_reason(reason)))
 
     fetched_jobs: FeedJobs | None = None
     try:

@@ -370,6 +370,17 @@ DOMAIN_REASONS_DE: dict[str, str] = {
 }
 _DOMAIN_REASON_DE_UNKNOWN = "er ist keine Adresse einer Personio-Karriereseite"
 
+# Why a connection check could not be made (the ``{detail}`` of connect.credentials_unknown): a
+# reason code is shown as it is; our own phrases have a German text here.
+CHECK_REASONS_DE: dict[str, str] = {
+    "rate budget busy": "das Anfragekontingent des Unternehmens ist gerade ausgeschöpft",
+}
+
+
+def check_reason(reason: str) -> dict[str, str]:
+    """A probe's reason as a ``{detail}`` per language."""
+    return {"en": reason, "de": CHECK_REASONS_DE.get(reason, reason)}
+
 _FALLBACK = (
     "Personio refused the upload ({code}).",
     "Personio hat den Upload abgelehnt ({code}).",

@@ -199,6 +199,7 @@ def test_busy_budget_leaves_credentials_unchecked_but_saves(connect: Connector, 
     token = check(report, "access_token")
     assert (token.ok, token.code) == (None, "connect.credentials_unknown")
     assert "rate budget busy" in token.message["en"]
+    assert "Anfragekontingent" in token.message["de"] and "rate budget busy" not in token.message["de"]
     assert api_statuses(sandbox) == {}
     assert session.scalars(select(Connection)).one().health == Health.UNCHECKED
 
