@@ -30,6 +30,7 @@ BACKFILL_ID = "bench-backfill"
 WORKER_CONCURRENCY = 32  # personio-sync's default worker threads
 FULL_SIZE = 100_000
 SMOKE_SIZE = 500
+MAX_WAITING = 8  # chunks waiting in Redis before the producer sends the next (`backfill start --max-waiting`)
 CV_BYTES = 2048  # "a small inline CV": a 2 KiB PDF-ish payload per candidate
 
 
@@ -59,6 +60,7 @@ def run(size: int, cv_bytes: int, backends: Backends, *, timeout: float = 1800.0
         send_backfill_chunk,
         send_backfill_seal,
         send_backfill_start,
+        wait_for_room,
     )
     from worker.runtime import Runtime
 
@@ -97,6 +99,7 @@ def run(size: int, cv_bytes: int, backends: Backends, *, timeout: float = 1800.0
             started = time.monotonic()
             chunks = 0
             for chunk in backfill_chunks(candidates(size, cv_bytes)):
+                wait_for_room(broker_url=settings.broker_url, max_waiting=MAX_WAITING)  # as `backfill start` paces
                 send_backfill_chunk(BACKFILL_ID, chunks, chunk, broker_url=settings.broker_url)
                 chunks += 1
             send_backfill_seal(BACKFILL_ID, chunk_count=chunks, broker_url=settings.broker_url)
@@ -125,6 +128,108 @@ def run(size: int, cv_bytes: int, backends: Backends, *, timeout: float = 1800.0
             "redis_peak_used_memory_mib": round(redis_memory.get("peak", 0) / 2**20, 1),
             "backends": backends.describe(),
         }
+
+
+def drain(size: int, backends: Backends, *, timeout: float = 1800.0, keep: bool = False) -> dict[str, Any]:
+    """Send a backfill of ``size`` candidates (with a CV each) to the stand-in, time-scaled, and
+    compare the ETA ``backfill status`` gives at 10 %, 50 % and 90 % with the real finish; at
+    50 % a recruiter's interactive upload for the same company is sent and timed."""
+    from cli.processes import beat_command, worker_command
+    from services.backfill import backfill_status
+    from services.uploads import upload_status
+    from tasks.backfills import company_budget
+    from tasks.producer import (
+        backfill_chunks,
+        send_backfill_chunk,
+        send_backfill_seal,
+        send_backfill_start,
+        send_upload_request,
+    )
+    from worker.runtime import Runtime
+
+    budget = Budget()
+    companies = seed.company_configs(1)
+    with Environment(name="drain", companies=companies, budget=budget, backends=backends, keep=keep) as env:
+        runtime = Runtime(env.settings)
+        runtime.prepare()
+        settings = runtime.settings
+        seed.seed_connections(runtime.engine, runtime.cipher, companies)
+        runtime.engine.dispose()
+        worker = env.start("worker", worker_command(settings, concurrency=WORKER_CONCURRENCY))
+        worker.wait_for_log(b" ready.", timeout=90)
+        env.start("beat", beat_command(settings))
+        rate = company_budget(settings)
+        cv = base64.b64encode(b"%PDF-1.4\n" + b"x" * (CV_BYTES - 9)).decode("ascii")
+        entries = ({**seed.candidate(1, seq, "drain"), "documents": [{"category": "cv", "filename": "cv.pdf", "content_base64": cv}]} for seq in range(size))
+        started = time.monotonic()
+        send_backfill_start(BACKFILL_ID, account_id=seed.account_id(1), project_id=seed.project_id(1), expected_total=size, broker_url=settings.broker_url)
+        chunks = 0
+        for chunk in backfill_chunks(entries):
+            send_backfill_chunk(BACKFILL_ID, chunks, chunk, broker_url=settings.broker_url)
+            chunks += 1
+        send_backfill_seal(BACKFILL_ID, chunk_count=chunks, broker_url=settings.broker_url)
+        marks: dict[int, dict[str, float]] = {}
+        click: dict[str, Any] = {}
+        finished: float | None = None
+        deadline = started + timeout
+        while True:
+            env.check()
+            if time.monotonic() > deadline:
+                raise BenchError(f"backfill not finished after {timeout:g} s")
+            with runtime.session() as session:
+                status = backfill_status(session, BACKFILL_ID, budget=rate, now=_now())
+                if click.get("request_id") and "seconds" not in click:
+                    outcome = upload_status(session, click["request_id"])
+                    if outcome and outcome["terminal"]:
+                        click["seconds"] = round(time.monotonic() - click["sent"], 3)
+                        click["outcome"] = outcome["state"]
+            now = time.monotonic()
+            done = status["done"] if status else 0
+            for percent in (10, 50, 90):
+                if percent not in marks and status and status["total"] == size and done >= size * percent / 100 and status["eta_seconds"] is not None:
+                    marks[percent] = {"at": now - started, "eta_seconds": status["eta_seconds"]}
+                    if percent == 50:
+                        request = seed.upload_request(1, 0, tag="click")
+                        send_upload_request(request, broker_url=settings.broker_url)
+                        click.update(request_id=request["request_id"], sent=time.monotonic())
+            if status and status["total"] == size and done == size and finished is None:
+                finished = now - started  # the last outcome (the record turns "finished" at the next progress pass)
+            if finished is not None and ("seconds" in click or not click):
+                break
+            time.sleep(0.2)
+        runtime.engine.dispose()
+        eta = {
+            f"{percent}%": {
+                "at_seconds": round(mark["at"], 1),
+                "eta_seconds": round(mark["eta_seconds"], 1),
+                "actual_remaining_seconds": round(finished - mark["at"], 1),
+                "error_percent": round(100 * (mark["eta_seconds"] - (finished - mark["at"])) / max(finished - mark["at"], 1e-9), 1),
+            }
+            for percent, mark in sorted(marks.items())
+        }
+        return {
+            "candidates": size,
+            "rate": budget.rate_text,
+            "requests_per_candidate": 2,
+            "finished_seconds": round(finished, 1),
+            "lower_bound_seconds": round(2 * size / rate.per_second, 1),
+            "eta": eta,
+            "interactive_upload_seconds": click.get("seconds"),
+            "interactive_outcome": click.get("outcome"),
+            "budget_slot_seconds": round(budget.period / budget.limit, 3),
+            "backends": backends.describe(),
+        }
+
+
+def drain_report(result: dict[str, Any]) -> str:
+    lines = [f"drain: {result['candidates']:,} candidates with a CV at {result['rate']}: finished after {result['finished_seconds']} s "
+             f"(budget bound {result['lower_bound_seconds']} s)",
+             "| at | ETA given | actually remaining | error |", "| --- | --- | --- | --- |"]
+    for percent, mark in result["eta"].items():
+        lines.append(f"| {percent} ({mark['at_seconds']} s) | {mark['eta_seconds']} s | {mark['actual_remaining_seconds']} s | {mark['error_percent']:+} % |")
+    lines.append(f"interactive upload sent at 50 %: {result['interactive_outcome']} after {result['interactive_upload_seconds']} s "
+                 f"(one budget slot: {result['budget_slot_seconds']} s)")
+    return "\n".join(lines)
 
 
 def _now() -> Any:
@@ -162,7 +267,10 @@ def report(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--size", type=int, default=FULL_SIZE, help=f"candidates (default {FULL_SIZE:,}; the smoke test uses {SMOKE_SIZE})")
-    parser.add_argument("--variant", choices=("both", "plain", "cv"), default="both", help="without documents, with a small inline CV, or both")
+    parser.add_argument("--variant", choices=("both", "plain", "cv", "none"), default="both",
+                        help="intake without documents, with a small inline CV, both, or none (only --drain)")
+    parser.add_argument("--drain", type=int, default=0, metavar="N",
+                        help="also drain a backfill of N candidates against the stand-in (time-scaled) and check its ETA (the issue's figure: 2000)")
     parser.add_argument("--cv-bytes", type=int, default=CV_BYTES)
     parser.add_argument("--redis-url", default=None, help="a Redis to use instead of the embedded one (its db is flushed)")
     parser.add_argument("--database-url", default=None, help="a PostgreSQL to use (a fresh schema, dropped afterwards)")
@@ -170,16 +278,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs, database)")
     args = parser.parse_args(argv)
     backends = Backends(redis_url=args.redis_url, database_url=args.database_url)
-    variants = {"both": [0, args.cv_bytes], "plain": [0], "cv": [args.cv_bytes]}[args.variant]
-    results = []
+    variants = {"both": [0, args.cv_bytes], "plain": [0], "cv": [args.cv_bytes], "none": []}[args.variant]
+    results: list[dict[str, Any]] = []
     for cv_bytes in variants:
         print(f"backfill intake: {args.size:,} candidates, {'CV ' + str(cv_bytes) + ' B' if cv_bytes else 'no documents'} …", flush=True)
         results.append(run(args.size, cv_bytes, backends, keep=args.keep))
         print(json.dumps(results[-1]), flush=True)
     print()
-    print(report(results))
+    if results:
+        print(report(results))
+    drained = None
+    if args.drain:
+        print(f"backfill drain: {args.drain:,} candidates against the stand-in …", flush=True)
+        drained = drain(args.drain, backends, keep=args.keep)
+        print(json.dumps(drained), flush=True)
+        print()
+        print(drain_report(drained))
     if args.output:
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        args.output.write_text(json.dumps({"intake": results, "drain": drained}, indent=2) + "\n")
     return 0
 
 

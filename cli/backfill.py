@@ -122,6 +122,7 @@ def cmd_backfill_start(args: argparse.Namespace) -> int:
         send_backfill_chunk,
         send_backfill_seal,
         send_backfill_start,
+        wait_for_room,
     )
 
     ctx = _ctx()
@@ -150,6 +151,8 @@ def cmd_backfill_start(args: argparse.Namespace) -> int:
         with open(args.file, encoding="utf-8") as handle:
             reader = _LineReader(handle, account, project)
             for chunk in backfill_chunks(reader):
+                if args.max_waiting:  # paced: the file waits on disk, not in Redis
+                    wait_for_room(broker_url=settings.broker_url, max_waiting=args.max_waiting)
                 send_backfill_chunk(backfill_id, chunks, chunk, broker_url=settings.broker_url)
                 chunks += 1
                 if bar is not None:
@@ -437,6 +440,8 @@ def register(sub: Any, handler_context: CliContext) -> None:
     p.add_argument("--project", default=None, help="project id (default: project_id of the file's first line)")
     p.add_argument("--expected-total", type=int, default=None, help="how many candidates the backfill will have")
     p.add_argument("--no-seal", action="store_true", help="do not mark the set complete (more chunks will follow)")
+    p.add_argument("--max-waiting", type=int, default=8, metavar="N",
+                   help="send the next chunk only while at most N messages wait on the intake queue (0: do not wait)")
     p = add("status", cmd_backfill_status, "show a backfill: counts, rate, ETA")
     p.add_argument("backfill_id")
     p.add_argument("--follow", action="store_true", help="keep showing it (a live bar on a terminal) until it ends")

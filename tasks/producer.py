@@ -54,6 +54,7 @@ __all__ = [
     "send_backfill_seal",
     "send_backfill_start",
     "send_upload_request",
+    "wait_for_room",
 ]
 
 
@@ -91,15 +92,27 @@ def candidate_entry_size(entry: Any) -> int:
     return len(json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass"))
 
 
+# Chunks are packed to this many bytes (a single larger candidate, up to the contract's limit,
+# travels alone): every worker thread may hold a chunk while it waits for the database, so
+# small chunks keep a worker's memory small; 2 MiB is still hundreds of candidates with CVs.
+CHUNK_TARGET_BYTES = 2 * 1024 * 1024
+
+
 def backfill_chunks(
-    entries: Iterable[Any], *, max_candidates: int = BACKFILL_CHUNK_MAX_CANDIDATES, max_bytes: int = BACKFILL_CHUNK_MAX_BYTES
+    entries: Iterable[Any],
+    *,
+    max_candidates: int = BACKFILL_CHUNK_MAX_CANDIDATES,
+    max_bytes: int = BACKFILL_CHUNK_MAX_BYTES,
+    target_bytes: int = CHUNK_TARGET_BYTES,
 ) -> Iterator[list[Any]]:
     """Pack candidate entries (streamed: any iterable) into chunks within the contract's limits.
 
-    Raises :class:`BackfillChunkError` for a single entry larger than ``max_bytes``.
+    Chunks hold up to ``max_candidates`` and about ``target_bytes``; a candidate larger than
+    that goes alone. Raises :class:`BackfillChunkError` for a single entry larger than ``max_bytes``.
     """
     chunk: list[Any] = []
     size = 0
+    fill = min(target_bytes, max_bytes)
     for position, entry in enumerate(entries):
         entry_size = candidate_entry_size(entry)
         if entry_size > max_bytes:
@@ -107,13 +120,30 @@ def backfill_chunks(
                 f"candidate #{position}: is {entry_size} bytes as JSON, more than a chunk holds ({max_bytes}); "
                 "send its documents by url instead of inline, or make them smaller."
             )
-        if chunk and (len(chunk) >= max_candidates or size + entry_size > max_bytes):
+        if chunk and (len(chunk) >= max_candidates or size + entry_size > fill):
             yield chunk
             chunk, size = [], 0
         chunk.append(entry)
         size += entry_size
     if chunk:
         yield chunk
+
+
+def wait_for_room(*, broker_url: str, max_waiting: int, poll: float = 0.2, timeout: float | None = None) -> None:
+    """Wait while more than ``max_waiting`` messages wait on the intake queue (pacing a producer).
+
+    Chunks wait in Redis until a worker records them; a producer faster than intake would
+    otherwise park the whole backfill in Redis memory. Returns at once when there is room.
+    """
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _producer(broker_url).connection_for_write() as connection:
+        client = connection.default_channel.client
+        while int(client.llen(INTAKE_QUEUE)) > max_waiting:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            time.sleep(poll)
 
 
 def send_backfill_start(

@@ -19,20 +19,24 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(400)
 def test_backfill_intake_bench_at_smoke_size(tmp_path: Path) -> None:
     output = tmp_path / "backfill.json"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
 
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.backfill", "--size", str(SMOKE_SIZE), "--output", str(output)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
+        [sys.executable, "-m", "bench.backfill", "--size", str(SMOKE_SIZE), "--drain", "40", "--output", str(output)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=380,
     )
 
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "| candidates | CV per candidate |" in finished.stdout
-    results = json.loads(output.read_text())
-    assert [r["cv_bytes"] > 0 for r in results] == [False, True]
-    for result in results:
+    assert "| at | ETA given | actually remaining | error |" in finished.stdout
+    figures = json.loads(output.read_text())
+    assert [r["cv_bytes"] > 0 for r in figures["intake"]] == [False, True]
+    for result in figures["intake"]:
         assert result["candidates"] == SMOKE_SIZE and result["chunks"] >= 1
         assert {"worker", "producer (bench process)"} <= set(result["peak_rss_mib"])
+    drained = figures["drain"]
+    assert drained["candidates"] == 40 and set(drained["eta"]) == {"10%", "50%", "90%"}
+    assert drained["interactive_outcome"] == "submitted"

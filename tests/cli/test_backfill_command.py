@@ -36,6 +36,7 @@ def sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any
     monkeypatch.setattr("tasks.producer.send_backfill_start", lambda backfill_id, **kw: calls.append(("start", {"backfill_id": backfill_id, **kw})))
     monkeypatch.setattr("tasks.producer.send_backfill_chunk", lambda backfill_id, index, chunk, **kw: calls.append(("chunk", (index, len(chunk), chunk[0]))))
     monkeypatch.setattr("tasks.producer.send_backfill_seal", lambda backfill_id, **kw: calls.append(("seal", kw.get("chunk_count"))))
+    monkeypatch.setattr("tasks.producer.wait_for_room", lambda **kw: calls.append(("wait", kw["max_waiting"])))
     return calls
 
 
@@ -58,6 +59,7 @@ def test_start_streams_the_file_in_chunks_and_reports_bad_lines(tmp_path: Path, 
     out = json.loads(capsys.readouterr().out)
     assert code == 1
     assert sent[0] == ("start", {"backfill_id": "bf-1", "account_id": ACCOUNT, "project_id": PROJECT, "expected_total": None, "broker_url": load_settings().broker_url})
+    assert [call for call in sent if call[0] == "wait"] == [("wait", 8)] * 3  # paced before each chunk
     chunks = [call[1] for call in sent if call[0] == "chunk"]
     assert [(index, size) for index, size, _ in chunks] == [(0, 500), (1, 500), (2, 101)]
     assert sent[-1] == ("seal", 3)
@@ -71,7 +73,7 @@ def test_start_takes_account_and_project_from_the_first_line(tmp_path: Path, sen
     assert main(["backfill", "start", path, "--id", "bf-2"]) == 0
 
     assert sent[0][1]["account_id"] == ACCOUNT and sent[0][1]["project_id"] == PROJECT
-    assert sent[1] == ("chunk", (0, 3, {"candidate": candidate(0), "request_id": "r-0"}))
+    assert [call for call in sent if call[0] == "chunk"] == [("chunk", (0, 3, {"candidate": candidate(0), "request_id": "r-0"}))]
     assert "3 candidates sent in 1 chunks (sealed)" in capsys.readouterr().out
 
 
