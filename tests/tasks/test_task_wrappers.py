@@ -82,12 +82,17 @@ def test_dispatch_sends_each_claim_to_its_priority_queue_and_sets_a_wake_up(
     ]
 
 
-def test_one_wake_up_timer_per_connection_and_none_beyond_the_budget_window(runtime: SimpleNamespace, app: _App) -> None:
+def test_the_earliest_wake_up_timer_per_connection_and_none_beyond_the_budget_window(runtime: SimpleNamespace, app: _App) -> None:
     dispatching.wake(7, 0.5)
-    dispatching.wake(7, 0.2)  # a timer is already set
+    dispatching.wake(7, 0.9)  # a timer due earlier is already set
+    dispatching.wake(7, 0.2)  # earlier than the one set: one more timer
     dispatching.wake(8, 5.0)  # a wait for the budget (window 60 s + 2 s margin): its own timer
     dispatching.wake(9, 120.0)  # longer than the window: the pump picks it up
-    assert app.sent == [(DISPATCH_CONNECTION_TASK, (7,), {"countdown": 0.5}), (DISPATCH_CONNECTION_TASK, (8,), {"countdown": 5.0})]
+    assert app.sent == [
+        (DISPATCH_CONNECTION_TASK, (7,), {"countdown": 0.5}),
+        (DISPATCH_CONNECTION_TASK, (7,), {"countdown": 0.2}),
+        (DISPATCH_CONNECTION_TASK, (8,), {"countdown": 5.0}),
+    ]
     assert runtime.redis.exists(WAKE_KEY.format(connection_id=7))
 
 
