@@ -27,6 +27,8 @@ from services.uploads import receive_upload
 from tests.concurrency import run_at_once
 from tests.factories import make_connection
 
+pytestmark = pytest.mark.rolled_back
+
 if TYPE_CHECKING:
     from tests.conftest import Clock
 

@@ -64,6 +64,8 @@ from tests.factories import make_connection, make_link, make_upload
 from tests.openapi import SpecValidationRecorder
 from tests.personio.answers import FIELD_REASONS_400, FILE_NOT_EXISTS, JOB_NOT_PUBLISHED
 
+pytestmark = pytest.mark.rolled_back
+
 if TYPE_CHECKING:
     from tests.conftest import Clock
 
