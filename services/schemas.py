@@ -626,7 +626,8 @@ def _report(payload: Any, exc: ValidationError | None) -> tuple[list[tuple[str, 
     listed = found[:MAX_ERRORS]
     fields_ = list(dict.fromkeys(field for field, _ in listed))
     if len(found) > MAX_ERRORS:
-        listed.append(("request", Sentence("more_problems", count=len(found) - MAX_ERRORS)))
+        more = len(found) - MAX_ERRORS
+        listed.append(("request", Sentence("one_more_problem") if more == 1 else Sentence("more_problems", count=more)))
     return listed, fields_
 
 

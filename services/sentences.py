@@ -73,6 +73,10 @@ SENTENCES: dict[str, tuple[str, str]] = {
         "could not be checked (an internal error in personio-sync, logged for the operator); send it again later or report it.",
         "konnte nicht geprüft werden (ein interner Fehler in personio-sync, für den Betrieb protokolliert); bitte später erneut senden oder melden.",
     ),
+    "one_more_problem": (
+        "1 more problem is not listed; fix the ones above and send the request again.",
+        "1 weiteres Problem ist nicht aufgeführt; bitte die obigen beheben und die Anfrage erneut senden.",
+    ),
     "more_problems": (
         "{count} more problems are not listed; fix the ones above and send the request again.",
         "{count} weitere Probleme sind nicht aufgeführt; bitte die obigen beheben und die Anfrage erneut senden.",

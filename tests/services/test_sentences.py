@@ -170,3 +170,14 @@ def test_no_sentence_text_is_written_twice() -> None:
         if len(fragment) >= 20:
             assert fragment not in source, f"{fragment!r} is written out in services/schemas.py"
     assert sentence_for("is required but missing.").key == "required"
+
+
+def test_the_count_of_unlisted_problems_in_both_languages() -> None:
+    from services.schemas import MAX_ERRORS
+
+    for extra, english, german in ((1, "1 more problem is not", "1 weiteres Problem ist nicht"), (3, "3 more problems are not", "3 weitere Probleme sind nicht")):
+        payload = _request(candidate={"first_name": "Zelinda", "last_name": "Quarterman", "email": "zq@quarterman-mail.net", "tags": [""] * (MAX_ERRORS + extra)})
+        with pytest.raises(UploadRequestInvalid) as caught:
+            load_upload_request(payload, POLICY)
+        assert caught.value.errors[-1].startswith(f"request: {english}")
+        assert caught.value.errors_de[-1].startswith(f"request: {german}")
