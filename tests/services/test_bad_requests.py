@@ -22,7 +22,7 @@ from services.secrets import TokenCipher
 from services.uploads import receive_upload
 from tests.factories import make_connection
 from tests.services.bad_requests import ACCOUNT, INVALID, POLICY, REJECTED, Case, cases, secrets
-from tests.services.test_sentences import english_in
+from tests.services.german_checks import english_in
 
 pytestmark = pytest.mark.rolled_back
 

@@ -24,7 +24,7 @@ from services.schemas import IntakePolicy, usable_request_id
 from services.secrets import TokenCipher
 from services.uploads import receive_upload, upload_status
 from tests.factories import make_connection
-from tests.services.test_sentences import english_in
+from tests.services.german_checks import english_in
 
 pytestmark = pytest.mark.rolled_back
 

@@ -13,6 +13,7 @@ import re
 import string
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from marshmallow import ValidationError
 
 from personio.phases import CUSTOM_ID_FIX, PHASE_TYPES, SYSTEM_ID_FIX, PhaseInvalid, canonical_phase
@@ -25,33 +26,12 @@ from services.schemas import (
 )
 from services.sentences import SENTENCES, Sentence, sentence_for
 from tests.services.bad_requests import INVALID, POLICY, REJECTED, cases
-
-
-def _literal_parts(template: str) -> list[str]:
-    return [literal for literal, _, _, _ in string.Formatter().parse(template)]
-
-
-_GERMAN = " ".join(part for _, german in SENTENCES.values() for part in _literal_parts(german))
-# The English text between the placeholders of every sentence: none may appear in a German text
-# (examples both languages show, such as {"type": "system", "id": "offer"}, aside).
-ENGLISH_FRAGMENTS = sorted(
-    {
-        part.strip(" .:;,")
-        for key, (english, _) in SENTENCES.items()
-        if key != "unlisted"
-        for part in _literal_parts(english)
-        if len(part.strip(" .:;,")) >= 12 and part.strip(" .:;,") not in _GERMAN
-    }
-)
+from tests.services.german_checks import ENGLISH_FRAGMENTS, english_in, literal_parts
+from tests.services.test_intake_properties import payloads
 
 # Words of English that never belong in a German sentence (contract names such as
 # content_base64 or true/false aside).
 ENGLISH_WORDS = {"the", "and", "is", "not", "must", "be", "please", "with", "of", "to", "for", "has", "a", "or", "give", "send", "must", "only"}
-
-
-def english_in(text: str) -> list[str]:
-    """The English validation fragments found in ``text`` (a German message)."""
-    return [fragment for fragment in ENGLISH_FRAGMENTS if fragment in text]
 
 
 def test_the_fragments_are_many() -> None:
@@ -67,7 +47,7 @@ def test_every_sentence_has_a_german_text_of_its_own(key: str) -> None:
     assert english != german
     names = {name for _, name, _, _ in string.Formatter().parse(english) if name}
     assert names == {name for _, name, _, _ in string.Formatter().parse(german) if name}
-    literal = " ".join(_literal_parts(german))
+    literal = " ".join(literal_parts(german))
     words = {w.lower() for w in re.findall(r"[A-Za-zÄÖÜäöüß]+", re.sub(r"[a-z_]+_[a-z0-9_]+|true/false|<[^>]*>", " ", literal))}
     assert not words & ENGLISH_WORDS, f"{key}: English words in the German text: {sorted(words & ENGLISH_WORDS)}"
     assert not english_in(german), english_in(german)
@@ -181,3 +161,17 @@ def test_the_count_of_unlisted_problems_in_both_languages() -> None:
             load_upload_request(payload, POLICY)
         assert caught.value.errors[-1].startswith(f"request: {english}")
         assert caught.value.errors_de[-1].startswith(f"request: {german}")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(payload=payloads)
+def test_any_refusal_of_any_payload_is_a_table_sentence_in_german(payload: object) -> None:
+    """Whatever JSON arrives (the property test's payloads), each refusal is in the table, never
+    a library default, and its German line carries no English sentence."""
+    try:
+        load_upload_request(payload, POLICY)
+    except UploadRequestInvalid as invalid:
+        unlisted = [line for line, sentence in zip(invalid.errors, invalid.sentences, strict=True) if sentence.key == "unlisted"]
+        assert not unlisted, unlisted
+        german = " ".join(invalid.errors_de)
+        assert not english_in(german), english_in(german)
