@@ -97,7 +97,7 @@ def format_value(scenario: str, key: str, result: dict[str, Any] | None) -> str:
         return f"{value:.3f} s"
     if value is None:
         return "—"
-    if key == "utilisation":
+    if key.startswith("utilisation"):
         return f"{value:.3f}"
     if key.endswith("_mib"):
         return f"{value:,.0f} MiB"
