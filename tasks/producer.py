@@ -33,6 +33,7 @@ from config.names import (
     BACKFILL_SEAL_TASK,
     BACKFILL_TASK,
     INTAKE_QUEUE,
+    KOMBU_UNACKED_KEY,
     UPLOAD_TASK,
 )
 
@@ -130,17 +131,19 @@ def backfill_chunks(
 
 
 def wait_for_room(*, broker_url: str, max_waiting: int, poll: float = 0.2, timeout: float | None = None) -> None:
-    """Wait while more than ``max_waiting`` messages wait on the intake queue (pacing a producer).
+    """Wait while more than ``max_waiting`` messages wait on the intake queue or sit unacknowledged
+    with workers (pacing a producer).
 
-    Chunks wait in Redis until a worker records them; a producer faster than intake would
-    otherwise park the whole backfill in Redis memory. Returns at once when there is room.
+    Chunks wait in Redis until a worker records them, and each worker thread reserves one: a
+    producer faster than intake would otherwise park the whole backfill in Redis memory and fill
+    every worker thread with a chunk. Returns at once when there is room.
     """
     import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
     with _producer(broker_url).connection_for_write() as connection:
         client = connection.default_channel.client
-        while int(client.llen(INTAKE_QUEUE)) > max_waiting:
+        while int(client.llen(INTAKE_QUEUE)) + int(client.hlen(KOMBU_UNACKED_KEY)) > max_waiting:
             if deadline is not None and time.monotonic() > deadline:
                 return
             time.sleep(poll)
