@@ -26,6 +26,7 @@ one Lua script, so concurrent workers never lose each other's samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,13 @@ class LatencyStats:
             args=[endpoint, round(seconds * _MICROS), self._weight, self._ring_size, self._min_samples, self._ttl_ms],
         )
 
+    def means(self, companies: Sequence[str]) -> dict[str, float | None]:
+        """The mean answer time (EWMA) of each company, None where nothing is observed; one round trip."""
+        pipeline = self._redis.pipeline(transaction=False)
+        for company in companies:
+            pipeline.hget(self.key(company), "ewma")
+        return {company: _seconds(value) for company, value in zip(companies, pipeline.execute(), strict=True)}
+
     def observed(self, company: str) -> ObservedLatency:
         """The company's mean answer time (EWMA), spread (p95 - p5) and per-endpoint means."""
         raw: dict[Any, Any] = self._redis.hgetall(self.key(company))  # type: ignore[assignment]  # sync client
@@ -141,6 +149,10 @@ class LatencyStats:
             samples=int(fields.get("n", 0)),
             by_endpoint=by_endpoint,
         )
+
+
+def _seconds(value: bytes | str | None) -> float | None:
+    return None if value is None else int(_text(value)) / _MICROS
 
 
 def _text(value: bytes | str) -> str:

@@ -7,7 +7,7 @@ Nothing in ``services`` reads settings or opens connections by itself.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +50,7 @@ class LatencyTracker(Protocol):
 
     def record(self, company: str, endpoint: str, seconds: float) -> None: ...
     def observed(self, company: str) -> ObservedLatency: ...
+    def means(self, companies: Sequence[str]) -> dict[str, float | None]: ...
 
 
 class RateLimiter(Protocol):

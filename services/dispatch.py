@@ -152,8 +152,21 @@ def dispatch_connection(
     return DispatchResult(claimed, 1 / policy.budget_per_second if budget_limited and claimed else None)
 
 
-def due_connections(session: Session, now: datetime, *, limit: int = 10_000, concurrency: int | None = None) -> list[int]:
+def due_connections(
+    session: Session,
+    now: datetime,
+    *,
+    limit: int = 10_000,
+    concurrency: int | None = None,
+    latency: LatencyTracker | None = None,
+    rate: float = 20 / 60,
+) -> list[int]:
     """Connections with at least one upload due now (and, given ``concurrency``, a free slot).
+
+    ``concurrency`` is the bound of the in-flight cap; with ``latency`` (and the budget's
+    ``rate`` in requests/s) each company's slot is judged by its own cap (:func:`in_flight_cap`),
+    as ``dispatch_connection`` will, so the pump does not open a transaction for a company that
+    is at its cap (one pipelined Redis read for the companies with uploads in flight).
 
     Two queries for all connections: the pump must not open a transaction per company that is
     already busy (with hundreds of companies that was the worker's CPU). Their cost follows the
@@ -176,7 +189,10 @@ def due_connections(session: Session, now: datetime, *, limit: int = 10_000, con
         .correlate(Connection)
         .scalar_subquery()
     )
-    due = list(session.scalars(select(Connection.id).where(first_due.is_not(None)).order_by(Connection.id).limit(limit)).all())
+    rows = session.execute(
+        select(Connection.id, Connection.company_id).where(first_due.is_not(None)).order_by(Connection.id).limit(limit)
+    ).tuples().all()
+    due = [connection_id for connection_id, _ in rows]
     if concurrency is None or not due:
         return due
     in_flight = dict(
@@ -186,7 +202,14 @@ def due_connections(session: Session, now: datetime, *, limit: int = 10_000, con
             .group_by(Upload.connection_id)
         ).tuples().all()
     )
-    return [connection_id for connection_id in due if in_flight.get(connection_id, 0) < concurrency]
+    caps = dict.fromkeys(due, concurrency)
+    busy = [(connection_id, str(company_id)) for connection_id, company_id in rows if in_flight.get(connection_id, 0) > 0]
+    if latency is not None and busy:
+        # Only a company with uploads in flight can be at its cap (a cap is at least 1).
+        means = latency.means([company for _, company in busy])
+        for connection_id, company in busy:
+            caps[connection_id] = in_flight_cap(rate=rate, latency=means.get(company), maximum=concurrency)
+    return [connection_id for connection_id in due if in_flight.get(connection_id, 0) < caps[connection_id]]
 
 
 def reclaim_expired_leases(session: Session, now: datetime, *, batch: int = 1000) -> int:

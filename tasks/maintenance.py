@@ -41,7 +41,10 @@ def pump() -> int:
     def work() -> None:
         nonlocal dispatched
         with runtime.session() as session:
-            connection_ids = due_connections(session, utcnow(), concurrency=runtime.upload_policy.company_concurrency)
+            policy = runtime.upload_policy
+            connection_ids = due_connections(
+                session, utcnow(), concurrency=policy.company_concurrency, latency=runtime.latency, rate=policy.budget_per_second
+            )
         dispatched = sum(dispatch_now(connection_id) for connection_id in connection_ids)
 
     exclusively(runtime.redis, PUMP_LOCK_KEY, ttl=max(runtime.settings.pump_interval * 10, 30), what="pump", work=work)

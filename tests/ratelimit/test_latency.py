@@ -73,6 +73,15 @@ def test_spread_is_p95_minus_p5_of_the_last_answers(any_redis: redis.Redis, key_
     assert latency.observed(COMPANY).spread == pytest.approx(nearest_rank_spread(answers[-64:]), abs=1e-6)
 
 
+def test_means_of_many_companies_in_one_round_trip(any_redis: redis.Redis, key_prefix: str) -> None:
+    latency = stats(any_redis, key_prefix)
+    latency.record("1", "documents", 0.5)
+    latency.record("3", "applications", 0.25)
+
+    assert latency.means(["1", "2", "3"]) == {"1": 0.5, "2": None, "3": 0.25}
+    assert latency.means([]) == {}
+
+
 def test_the_hash_expires_and_stays_small(fake_redis: fakeredis.FakeRedis) -> None:
     latency = stats(fake_redis, ring_size=16, min_samples=4)
     for i in range(100):

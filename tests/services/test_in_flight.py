@@ -24,6 +24,7 @@ from services.dispatch import (
     IN_FLIGHT_HEADROOM,
     UNOBSERVED_IN_FLIGHT,
     dispatch_connection,
+    due_connections,
     in_flight_cap,
 )
 from services.schemas import IntakePolicy
@@ -168,3 +169,26 @@ def test_never_more_claims_than_the_cap_or_the_budget_left(
     assert claimed <= in_flight_cap(rate=RATE, latency=latency.observed(str(COMPANY)).mean, maximum=bound)
     assert claimed <= 20 - used  # never more than the budget left in the window
 
+
+
+# ------------------------------------------------------------------ in the pump
+
+
+def test_the_pump_skips_a_company_at_its_own_cap_not_only_at_the_bound(
+    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, latency: LatencyStats, clock: Clock,
+) -> None:
+    connection_id = _backlog(session, cipher, intake_policy, clock, 12)
+    _observe(latency, 0.05)  # fast answers: cap 3 of at most 8
+    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 3
+
+    with session_factory() as pump:
+        at_its_cap = due_connections(pump, clock(), concurrency=8, latency=latency, rate=RATE)
+        by_the_bound = due_connections(pump, clock(), concurrency=8)
+
+    assert at_its_cap == []  # dispatch would claim nothing: no transaction for it
+    assert by_the_bound == [connection_id]
+
+    _observe(latency, 0.3, count=30)  # slower answers: a higher cap, a free slot again
+    with session_factory() as pump:
+        assert due_connections(pump, clock(), concurrency=8, latency=latency, rate=RATE) == [connection_id]

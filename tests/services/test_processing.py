@@ -1568,6 +1568,9 @@ class AnswerTimes:
     def observed(self, company: str) -> Any:
         raise AssertionError("the step only reports answer times")
 
+    def means(self, companies: Any) -> Any:
+        raise AssertionError("the step only reports answer times")
+
 
 def test_step_reports_each_answer_time_per_company_and_endpoint(
     session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, intake_policy: IntakePolicy, clock: Clock,

@@ -57,7 +57,7 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         settings=load_settings({"PERSONIO_SYNC_PUMP_INTERVAL": "2"}),
         redis=fakeredis.FakeRedis(decode_responses=True),
         session=session,
-        upload_policy=SimpleNamespace(company_concurrency=2),
+        upload_policy=SimpleNamespace(company_concurrency=2, budget_per_second=10.0),
         limiter=object(),
         latency=object(),
         deps=lambda session, wake: SimpleNamespace(wake=wake),
@@ -108,7 +108,7 @@ def test_the_dispatch_task_clears_its_timer_then_dispatches(runtime: SimpleNames
 def test_the_pump_dispatches_every_due_connection_once_and_skips_while_another_runs(
     runtime: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(maintenance, "due_connections", lambda session, now, concurrency: [3, 5])
+    monkeypatch.setattr(maintenance, "due_connections", lambda session, now, **bounds: [3, 5])
     dispatched: list[int] = []
     monkeypatch.setattr(maintenance, "dispatch_now", lambda connection_id: dispatched.append(connection_id) or 1)
 
