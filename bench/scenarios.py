@@ -654,6 +654,8 @@ def explain_bound(design_name: str, r: dict[str, Any], ctx: Context, naive_rate:
     cpu = r["cpu_percent"]
     cores = r["cpu_cores"]
     worker = cpu.get("worker", 0.0)
+    # Several worker processes: each is bounded by its own core (GIL); the busiest one decides.
+    busiest = max((v for k, v in cpu.items() if k.startswith("worker")), default=0.0)
     total = sum(cpu.values())
     mean_latency = sum(budget.latency) / 2
     threads = WORKER_CONCURRENCY / (budget.requests_per_upload * mean_latency)
@@ -675,8 +677,10 @@ def explain_bound(design_name: str, r: dict[str, Any], ctx: Context, naive_rate:
         )
     if rate >= 0.9 * r["budget_uploads_per_s"]:
         return f"the Personio budget — {parts}"
-    if worker >= 85.0:
+    if worker >= 85.0 and r.get("worker_processes", 1) == 1:
         return f"the worker's CPU (one process; its threads share one core under the GIL) — {parts}"
+    if busiest >= 85.0:
+        return f"the worker processes' CPU (each one's threads share one core under the GIL) — {parts}"
     if total >= 0.85 * cores * 100:
         return f"the machine's CPU (worker, stand-in and Redis share {cores} cores) — {parts}"
     if rate >= 0.8 * threads:
