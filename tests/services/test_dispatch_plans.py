@@ -75,6 +75,8 @@ def _sqlite_problems(engine: Engine, statement: str, parameters: Any) -> tuple[l
     with engine.connect() as conn:
         plan = [str(row[3]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
     problems = []
+    # The plan hides the values; a search by state alone is fine for 'sending' (the uploads in flight).
+    reads_queued = "'queued'" in statement or "queued" in [str(value) for value in parameters]
     if "ORDER BY" in statement.upper() and any("TEMP B-TREE FOR ORDER BY" in line for line in plan):
         problems.append("sorts the rows it reads instead of reading them in index order")
     for line in plan:
@@ -82,7 +84,7 @@ def _sqlite_problems(engine: Engine, statement: str, parameters: Any) -> tuple[l
             continue
         if not line.startswith("SEARCH uploads"):
             problems.append(f"not an index search: {line}")
-        elif DISPATCH_INDEX in line and "connection_id=" not in line:
+        elif DISPATCH_INDEX in line and "connection_id=" not in line and reads_queued:
             problems.append(f"reads every company's queued uploads: {line}")
     return plan, problems
 
