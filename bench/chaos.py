@@ -270,8 +270,8 @@ class Ledger:
                     self.ambiguous_documents.add(record["uuid"])
             return record
 
-        def application(company: int, job: int, payload: dict[str, Any]) -> Any:
-            record = commit_application(company, job, payload)
+        def application(company: int, job: int, payload: dict[str, Any], *args: Any) -> Any:
+            record = commit_application(company, job, payload, *args)
             key = (company, job, str(payload.get("email", "")).strip().lower())
             fault = getattr(self._local, "fault", None)
             with self._lock:
