@@ -64,6 +64,8 @@ def test_quick_run_prints_every_figure(tmp_path: Path) -> None:
             continue
         figure = results["figures"][f"{scenario}.{key}"]
         for design in DESIGNS:
+            if key == "utilisation_by_cycle" and figure[design] is None:
+                continue  # a design that never sent `limit` requests in the window has no cycle to time
             assert isinstance(figure[design], (int, float)), (scenario, key, design, figure)
     for design in DESIGNS:
         assert "error" not in results["results"][SCENARIO][design]
