@@ -7,6 +7,7 @@ Nothing in ``services`` reads settings or opens connections by itself.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +76,9 @@ class UploadPolicy:
     document_url_hosts: tuple[str, ...] = ()
     # With a per-endpoint budget, documents and applications draw from separate windows.
     per_endpoint_budget: bool = False
+    # A budget wait this short is slept in the step instead of parking the upload; wake-up
+    # timers for the budget fire this much early, so a parked upload is back when its slot frees.
+    short_budget_wait: float = 0.05
     # A company answered only 429 for this long: its connection turns rate_limited_sustained.
     rate_limited_alert_after: float = 3600.0
 
@@ -96,4 +100,5 @@ class SyncDeps:
     # Personio's answer times per company (adaptive in-flight cap and limiter margin); None: not kept.
     latency: LatencyTracker | None = None
     clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)

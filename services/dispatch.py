@@ -104,7 +104,8 @@ def dispatch_connection(
     # Every upload ends with an application POST, so that is the budget that decides.
     budget = limiter.peek(str(connection.company_id), "applications" if policy.per_endpoint_budget else "recruiting")
     if not budget.granted:
-        return DispatchResult([], budget.wait)
+        # A moment early: the step sleeps the rest (policy.short_budget_wait), no round trip lost.
+        return DispatchResult([], max(budget.wait - policy.short_budget_wait, 0.0))
     # ``remaining`` counts the slots left after one more request: one more can start.
     wanted = min(free_slots, budget.remaining + 1)
     # The budget, not the cap, held the claims back: its slots free one after another, so look

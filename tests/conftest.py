@@ -406,6 +406,7 @@ def upload_policy() -> UploadPolicy:
         company_concurrency=2,
         url_document_max_bytes=2 * 1024 * 1024,
         document_url_hosts=("files.example.com",),
+        short_budget_wait=0.0,  # every budget wait parks (tests of the short wait set their own)
     )
 
 

@@ -192,3 +192,17 @@ def test_the_pump_skips_a_company_at_its_own_cap_not_only_at_the_bound(
     _observe(latency, 0.3, count=30)  # slower answers: a higher cap, a free slot again
     with session_factory() as pump:
         assert due_connections(pump, clock(), concurrency=8, latency=latency, rate=RATE) == [connection_id]
+
+
+def test_without_budget_dispatch_looks_again_a_moment_before_the_slot_frees(
+    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
+) -> None:
+    connection_id = _backlog(session, cipher, intake_policy, clock, 2)
+    for _ in range(20):
+        assert limiter.try_acquire(str(COMPANY)).granted
+
+    with session_factory.begin() as dispatcher:
+        result = dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
+
+    assert result.claimed == [] and result.wake_in == pytest.approx(2.0 - 0.05)  # the step sleeps the rest

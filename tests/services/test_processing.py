@@ -1612,3 +1612,42 @@ def test_a_failing_answer_time_store_does_not_fail_the_upload(
     upload_id = record(session, intake_policy, clock)
 
     assert step(session, session_factory, replace(deps, latency=Broken()), upload_id).state == UploadState.SUBMITTED
+
+
+def test_a_budget_wait_shorter_than_the_short_wait_is_slept_in_the_step_not_parked(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+) -> None:
+    upload_id = record(session, intake_policy, clock)
+    leases = claim(session, session_factory, deps, connection.id)
+    for _ in range(20):
+        assert limiter.try_acquire(str(COMPANY)).granted
+    clock.advance(2.0 - 0.03)  # the first slot frees in 30 ms
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    short = replace(deps, policy=replace(deps.policy, short_budget_wait=0.05), sleep=sleep)
+    result = process_upload(session, short, upload_id, leases[upload_id])
+
+    assert slept and slept[0] == pytest.approx(0.03)
+    assert result.state == UploadState.SUBMITTED  # no park: the document, then the application
+
+
+def test_a_longer_budget_wait_parks_and_asks_to_be_woken_a_moment_early(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection,
+    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+) -> None:
+    upload_id = record(session, intake_policy, clock)
+    leases = claim(session, session_factory, deps, connection.id)
+    for _ in range(20):
+        assert limiter.try_acquire(str(COMPANY)).granted
+    slept: list[float] = []
+    short = replace(deps, policy=replace(deps.policy, short_budget_wait=0.05), sleep=slept.append)
+
+    result = process_upload(session, short, upload_id, leases[upload_id])
+
+    assert result.outcome == StepOutcome.PARKED and slept == []
+    assert result.wake_in == pytest.approx(2.0 - 0.05)  # the step sleeps the last moment
