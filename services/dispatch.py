@@ -103,11 +103,12 @@ def dispatch_connection(
         return DispatchResult([], None)  # a finishing step dispatches the next one
     # Every upload ends with an application POST, so that is the budget that decides.
     budget = limiter.peek(str(connection.company_id), "applications" if policy.per_endpoint_budget else "recruiting")
-    if not budget.granted:
-        # A moment early: the step sleeps the rest (policy.short_budget_wait), no round trip lost.
+    if not budget.granted and (budget.locked_out or budget.wait > policy.short_budget_wait):
+        # Look again a moment early: the slot is claimed then, and the step sleeps the rest.
         return DispatchResult([], max(budget.wait - policy.short_budget_wait, 0.0))
-    # ``remaining`` counts the slots left after one more request: one more can start.
-    wanted = min(free_slots, budget.remaining + 1)
+    # ``remaining`` counts the slots left after one more request: one more can start (also when
+    # the next slot frees within policy.short_budget_wait: the step sleeps until it does).
+    wanted = min(free_slots, budget.remaining + 1 if budget.granted else 1)
     # The budget, not the cap, held the claims back: its slots free one after another, so look
     # again after one slot's time rather than waiting for a step to finish (which left a freed
     # slot unused for a whole answer time when answers were slow).

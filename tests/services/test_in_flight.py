@@ -206,3 +206,18 @@ def test_without_budget_dispatch_looks_again_a_moment_before_the_slot_frees(
         result = dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
 
     assert result.claimed == [] and result.wake_in == pytest.approx(2.0 - 0.05)  # the step sleeps the rest
+
+
+def test_a_slot_that_frees_within_the_short_wait_is_claimed_now(
+    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
+) -> None:
+    connection_id = _backlog(session, cipher, intake_policy, clock, 3)
+    for _ in range(20):
+        assert limiter.try_acquire(str(COMPANY)).granted
+    clock.advance(2.0 - 0.03)  # the first slot frees in 30 ms
+
+    with session_factory.begin() as dispatcher:
+        result = dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
+
+    assert len(result.claimed) == 1  # the step sleeps the last 30 ms (services.processing._take_token)
