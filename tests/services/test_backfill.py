@@ -469,3 +469,24 @@ def test_an_upload_back_from_a_lost_lease_after_the_cancel_is_cancelled_by_the_p
     assert [e["type"] for e in events.events] == ["upload.finished", "backfill.finished"]
     assert events.events[-1]["state"] == "cancelled"
     assert session.get(Backfill, "bf-1").finished_at is not None  # type: ignore[union-attr]
+
+
+def test_redrive_of_job_not_published_goes_to_the_project_s_new_job(session: Session, connection_id: int, intake_policy: IntakePolicy, clock: Clock) -> None:
+    # given: rejected for the old job; the same email was since submitted to that old job by another upload
+    rejected = make_upload(session, intake_policy, clock(), "r-old", email="moved@example.org")
+    other = make_upload(session, intake_policy, clock(), "r-other", email="moved@example.org")
+    session.execute(update(Upload).where(Upload.id == rejected).values(
+        state=UploadState.REJECTED, finished_at=clock(), job_position_id=JOB, reason_code="personio-sync.job-not-published"))
+    session.execute(update(Upload).where(Upload.id == other).values(state=UploadState.SUBMITTED, finished_at=clock(), job_position_id=JOB))
+    session.add(ApplicationClaim(connection_id=connection_id, job_position_id=JOB, email_normalized="moved@example.org", upload_id=other))
+    # and: the project now points at a new job
+    from models import ProjectLink
+
+    session.execute(update(ProjectLink).where(ProjectLink.project_id == PROJECT).values(job_position_id=JOB + 1))
+    session.commit()
+
+    _, queued, _ = redrive_uploads(session, RedriveFilter(ACCOUNT, UploadState.REJECTED, reason_code="personio-sync.job-not-published"), now=clock())
+
+    # then: queued for the new job (the application to the old one does not count against it)
+    assert queued == 1
+    assert session.get(Upload, rejected).state == UploadState.QUEUED  # type: ignore[union-attr]
