@@ -229,7 +229,10 @@ def test_uploads_wait_while_credentials_are_broken_and_go_through_once_fixed(sta
 
 
 def test_a_second_beat_never_fires_the_schedule_too(stack: Stack) -> None:
-    first_log = stack.data_dir / "beat.log"
+    # The beat running now (an earlier test may have killed the first one and started another).
+    live = [name for name, child in stack.group.children.items() if name.startswith("beat") and child.popen.poll() is None]
+    assert live, "no beat is running"
+    first_log = stack.data_dir / f"{live[-1]}.log"
     second_log = stack.data_dir / "beat2.log"
     deadline = time.monotonic() + 30
     while "beat: Acquired lock" not in first_log.read_text() and time.monotonic() < deadline:
@@ -316,7 +319,7 @@ def test_a_plain_celery_worker_consumes_every_queue(stack: Stack) -> None:
 
     # Remote control works through the same transport: the reply queue's messages are
     # kombu's own, not tasks, and reach `celery inspect` instead of the dead letters.
-    pinged = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "5", "--json"],
+    pinged = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "15", "--json"],
                             env=stack.env, cwd=ROOT, capture_output=True, timeout=60)
     assert pinged.returncode == 0, pinged.stderr.decode(errors="replace")
     replies = json.loads(pinged.stdout.decode().strip().splitlines()[-1])
