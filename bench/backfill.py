@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,9 @@ def drain(size: int, backends: Backends, *, timeout: float = 1800.0, keep: bool 
                     if outcome and outcome["terminal"]:
                         click["seconds"] = round(time.monotonic() - click["sent"], 3)
                         click["outcome"] = outcome["state"]
+                        # recorded → outcome by the database's own timestamps (no polling in it)
+                        recorded_at = datetime.fromisoformat(outcome["created_at"])
+                        click["recorded_to_outcome"] = round((datetime.fromisoformat(outcome["finished_at"]) - recorded_at).total_seconds(), 3)
             now = time.monotonic()
             done = status["done"] if status else 0
             for percent in (10, 50, 90):
@@ -216,6 +220,7 @@ def drain(size: int, backends: Backends, *, timeout: float = 1800.0, keep: bool 
             "eta": eta,
             "interactive_upload_seconds": click.get("seconds"),
             "interactive_outcome": click.get("outcome"),
+            "interactive_recorded_to_outcome_seconds": click.get("recorded_to_outcome"),
             "budget_slot_seconds": round(budget.period / budget.limit, 3),
             "backends": backends.describe(),
         }
@@ -228,7 +233,7 @@ def drain_report(result: dict[str, Any]) -> str:
     for percent, mark in result["eta"].items():
         lines.append(f"| {percent} ({mark['at_seconds']} s) | {mark['eta_seconds']} s | {mark['actual_remaining_seconds']} s | {mark['error_percent']:+} % |")
     lines.append(f"interactive upload sent at 50 %: {result['interactive_outcome']} after {result['interactive_upload_seconds']} s "
-                 f"(one budget slot: {result['budget_slot_seconds']} s)")
+                 f"(recorded → outcome {result['interactive_recorded_to_outcome_seconds']} s; one budget slot: {result['budget_slot_seconds']} s)")
     return "\n".join(lines)
 
 
