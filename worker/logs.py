@@ -181,7 +181,7 @@ def task_fields(task_name: str, args: Any) -> dict[str, Any]:
 
 
 def install_celery_logging(settings: Settings) -> None:
-    """Connect Celery's logging and task signals (once per process)."""
+    """Connect Celery's logging and task signals (the latest call's settings apply)."""
     from celery import signals
 
     def after_setup(logger: logging.Logger | None = None, **kwargs: Any) -> None:
@@ -194,7 +194,14 @@ def install_celery_logging(settings: Settings) -> None:
     def postrun(**kwargs: Any) -> None:
         _task_context.set(None)
 
-    signals.after_setup_logger.connect(after_setup, weak=False, dispatch_uid="personio_sync.logs.setup")
-    signals.after_setup_task_logger.connect(after_setup, weak=False, dispatch_uid="personio_sync.logs.setup_task")
-    signals.task_prerun.connect(prerun, weak=False, dispatch_uid="personio_sync.logs.prerun")
-    signals.task_postrun.connect(postrun, weak=False, dispatch_uid="personio_sync.logs.postrun")
+    receivers = (
+        (signals.after_setup_logger, after_setup, "personio_sync.logs.setup"),
+        (signals.after_setup_task_logger, after_setup, "personio_sync.logs.setup_task"),
+        (signals.task_prerun, prerun, "personio_sync.logs.prerun"),
+        (signals.task_postrun, postrun, "personio_sync.logs.postrun"),
+    )
+    for signal, receiver, uid in receivers:
+        # A signal keeps the first receiver of a dispatch_uid: replace it, so the settings of the
+        # app built last (a second app in one process, tests) are the ones that apply.
+        signal.disconnect(dispatch_uid=uid)
+        signal.connect(receiver, weak=False, dispatch_uid=uid)

@@ -118,6 +118,8 @@ def test_celery_logging_signals_apply_redaction_and_json(tmp_path: object) -> No
     from celery import signals
 
     settings = load_settings({"PERSONIO_SYNC_DATA_DIR": str(tmp_path), "PERSONIO_SYNC_LOG_FORMAT": "json"})
+    # An app built earlier in this process (text format) must not keep its receivers.
+    logs.install_celery_logging(load_settings({"PERSONIO_SYNC_DATA_DIR": str(tmp_path)}))
     logs.install_celery_logging(settings)
     logger = logging.getLogger("celery.test-signal")
     handler = logging.StreamHandler(io.StringIO())
