@@ -230,7 +230,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None, help="PostgreSQL URL (a fresh schema per scenario) (default: DATABASE_URL, else SQLite)")
     parser.add_argument("--real", action="store_true", help=f"use {REAL_REDIS} and {REAL_DATABASE}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="the workers' log level (production default INFO)")
-    parser.add_argument("--pump-interval", type=float, default=0.25, help="personio-sync's PERSONIO_SYNC_PUMP_INTERVAL in seconds (default 0.25)")
+    parser.add_argument("--pump-interval", type=float, default=2.0, help="personio-sync's PERSONIO_SYNC_PUMP_INTERVAL in seconds (default 2, production's)")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's data dir (logs, database)")
     parser.add_argument("--latency", type=_latency_range, default=None, metavar="LOW-HIGH", help="the stand-in's answer time in ms, uniform (default 20-80; 50-400 is slow uploads of large CVs)")
     parser.add_argument("--rate", default=None, metavar="N/PERIOD", help="the stand-in's and personio-sync's budget, lock-out = period (default 20/2s; 20/60s is Personio's real pace)")
