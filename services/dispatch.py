@@ -96,8 +96,9 @@ def dispatch_connection(
     ) or 0
     cap = policy.company_concurrency
     if latency is not None:
-        observed = latency.observed(str(connection.company_id))
-        cap = in_flight_cap(rate=policy.budget_per_second, latency=observed.mean, maximum=policy.company_concurrency)
+        company = str(connection.company_id)
+        mean = latency.means([company])[company]  # one field, not the company's whole hash
+        cap = in_flight_cap(rate=policy.budget_per_second, latency=mean, maximum=policy.company_concurrency)
     free_slots = cap - in_flight
     if free_slots <= 0:
         return DispatchResult([], None)  # a finishing step dispatches the next one
