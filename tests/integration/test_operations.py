@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -62,7 +63,18 @@ def test_metrics_count_a_run_of_two_worker_processes_and_logs_stay_clean(stack: 
     outcomes = {request_id: stack.wait_terminal(request_id)["state"] for request_id in [*submitted, rejected]}
     assert outcomes == {**{r: "submitted" for r in submitted}, rejected: "rejected"}
 
-    after = _samples(stack)
+    # A task's own counters are written after it returns (Celery's task_postrun), a moment
+    # after its outcome is committed: read until the last step's count has arrived.
+    steps = "personio_sync_tasks_total"
+    deadline = time.monotonic() + 10
+    while True:
+        after = _samples(stack)
+        done = _sum(after, steps, task="personio_sync.process_upload", result="success") \
+            - _sum(before, steps, task="personio_sync.process_upload", result="success")
+        timed = _sum(after, "personio_sync_upload_duration_seconds_count") - _sum(before, "personio_sync_upload_duration_seconds_count")
+        if (done >= len(submitted) and timed >= len(submitted) + 1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     finished = "personio_sync_uploads_finished_total"
     assert _sum(after, finished, outcome="submitted") - _sum(before, finished, outcome="submitted") == len(submitted)
     assert _sum(after, finished, outcome="rejected", reason_code="personio-sync.invalid-request") \
@@ -72,7 +84,6 @@ def test_metrics_count_a_run_of_two_worker_processes_and_logs_stay_clean(stack: 
     counted = _sum(after, requests, endpoint=APPLICATIONS) - _sum(before, requests, endpoint=APPLICATIONS)
     assert counted == _sandbox_applications(stack) - applications_before >= len(submitted)
     assert _sum(after, "personio_sync_personio_requests_total", endpoint=APPLICATIONS + "/documents") >= 2
-    steps = "personio_sync_tasks_total"
     assert _sum(after, steps, task="personio_sync.process_upload", result="success") \
         - _sum(before, steps, task="personio_sync.process_upload", result="success") >= len(submitted)
     assert _sum(after, "personio_sync_upload_duration_seconds_count") - _sum(before, "personio_sync_upload_duration_seconds_count") \
