@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 from typing import Any
 
@@ -52,11 +54,26 @@ def test_metrics_count_a_run_of_two_worker_processes_and_logs_stay_clean(stack: 
 
     submitted = [new_id() for _ in range(8)]
     emails = {request_id: f"canary-{request_id}@example.org" for request_id in submitted}
-    for index, request_id in enumerate(submitted):
-        account, project = ("acct-a", "proj-a") if index % 2 else ("acct-b", "proj-b")
-        documents = [{"category": "cv", "filename": "cv.pdf", "content_base64": base64.b64encode(sample_pdf("CV")).decode()}] if index < 2 else []
-        stack.send({"request_id": request_id, "account_id": account, "project_id": project,
-                    "candidate": candidate(emails[request_id], last_name=CANARY_LAST_NAME, phone=CANARY_PHONE, documents=documents)})
+    # Each process must do part of the work (which one takes a message is up to timing):
+    # the first half goes while the text worker is stopped, the second while the JSON one is.
+    text_name = next(name for name, child in stack.group.children.items()
+                     if name.startswith("w") and name != "w-json" and child.popen.poll() is None)
+    text_worker = stack.group.children[text_name].popen
+    for half, paused in ((submitted[:4], text_worker), (submitted[4:], second.popen)):
+        os.kill(paused.pid, signal.SIGSTOP)
+        try:
+            for request_id in half:
+                index = submitted.index(request_id)
+                account, project = ("acct-a", "proj-a") if index % 2 else ("acct-b", "proj-b")
+                documents = [{"category": "cv", "filename": "cv.pdf",
+                              "content_base64": base64.b64encode(sample_pdf("CV")).decode()}] if index in (0, 5) else []
+                stack.send({"request_id": request_id, "account_id": account, "project_id": project,
+                            "candidate": candidate(emails[request_id], last_name=CANARY_LAST_NAME, phone=CANARY_PHONE,
+                                                   documents=documents)})
+            for request_id in half:
+                assert stack.wait_terminal(request_id)["state"] == "submitted"
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
     rejected = new_id()
     stack.send({"request_id": rejected, "account_id": "acct-a", "project_id": "proj-a",
                 "candidate": candidate("not-an-email", last_name=CANARY_LAST_NAME)})
@@ -90,7 +107,7 @@ def test_metrics_count_a_run_of_two_worker_processes_and_logs_stay_clean(stack: 
         == len(submitted) + 1
     assert _sum(after, "personio_sync_pump_age_seconds") < 30
 
-    text_log = stack.data_dir.joinpath("w1.log").read_text(errors="replace")
+    text_log = stack.data_dir.joinpath(f"{text_name}.log").read_text(errors="replace")
     json_log = stack.data_dir.joinpath("w-json.log").read_text(errors="replace")
     records = [json.loads(line) for line in json_log.splitlines() if line.startswith("{")]
     assert records, "the JSON worker wrote no JSON lines"
