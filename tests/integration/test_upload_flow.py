@@ -319,8 +319,13 @@ def test_a_plain_celery_worker_consumes_every_queue(stack: Stack) -> None:
 
     # Remote control works through the same transport: the reply queue's messages are
     # kombu's own, not tasks, and reach `celery inspect` instead of the dead letters.
-    pinged = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "15", "--json"],
-                            env=stack.env, cwd=ROOT, capture_output=True, timeout=60)
+    # Remote control is best-effort in Celery (a broadcast that arrives while a worker is still
+    # subscribing is lost), so an operator asks again; three tries, as one would.
+    for _ in range(3):
+        pinged = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "inspect", "ping", "--timeout", "10", "--json"],
+                                env=stack.env, cwd=ROOT, capture_output=True, timeout=60)
+        if pinged.returncode == 0:
+            break
     assert pinged.returncode == 0, pinged.stderr.decode(errors="replace")
     replies = json.loads(pinged.stdout.decode().strip().splitlines()[-1])
     assert any(name.startswith("plain@") and reply == {"ok": "pong"} for name, reply in replies.items()), replies
