@@ -128,6 +128,13 @@ def _backfill_id_error(value: Any) -> str:
     )
 
 
+def _payload_backfill_id(payload: Mapping[str, Any], errors: list[str]) -> str | None:
+    backfill_id = valid_backfill_id(payload.get("backfill_id"))
+    if backfill_id is None:
+        errors.append(_backfill_id_error(payload.get("backfill_id")))
+    return backfill_id
+
+
 def _plain_text_id(payload: Mapping[str, Any], name: str, errors: list[str], *, required: bool = True) -> str | None:
     value = payload.get(name)
     if value is None and not required:
@@ -198,9 +205,7 @@ def start_backfill(session: Session, payload: Any, *, events: EventPublisher, no
         session.flush()
         return None
     errors: list[str] = []
-    backfill_id = valid_backfill_id(payload.get("backfill_id"))
-    if backfill_id is None:
-        errors.append(_backfill_id_error(payload.get("backfill_id")))
+    backfill_id = _payload_backfill_id(payload, errors)
     account_id = _plain_text_id(payload, "account_id", errors)
     project_id = _plain_text_id(payload, "project_id", errors)
     expected_total = _count(payload, "expected_total", errors)
@@ -214,10 +219,28 @@ def start_backfill(session: Session, payload: Any, *, events: EventPublisher, no
             existing.expected_total = expected_total
         session.flush()
         return existing
+    backfill = _new_backfill(
+        session, backfill_id, BackfillKind.INTAKE, account_id=account_id, project_id=project_id, expected_total=expected_total, now=now
+    )
+    log.info("backfill %s started (account %s, expected %s)", backfill_id, account_id, expected_total)
+    return backfill
+
+
+def _new_backfill(
+    session: Session,
+    backfill_id: str,
+    kind: BackfillKind,
+    *,
+    account_id: str,
+    project_id: str | None,
+    now: datetime,
+    expected_total: int | None = None,
+) -> Backfill:
+    """Add and flush a running, empty backfill record (bound to the account's connection, if any)."""
     connection = session.scalar(select(Connection).where(Connection.account_id == account_id))
     backfill = Backfill(
         id=backfill_id,
-        kind=BackfillKind.INTAKE,
+        kind=kind,
         account_id=account_id,
         project_id=project_id,
         connection_id=connection.id if connection else None,
@@ -232,7 +255,6 @@ def start_backfill(session: Session, payload: Any, *, events: EventPublisher, no
     )
     session.add(backfill)
     session.flush()
-    log.info("backfill %s started (account %s, expected %s)", backfill_id, account_id, expected_total)
     return backfill
 
 
@@ -247,9 +269,7 @@ def add_to_backfill(session: Session, payload: Any, *, policy: IntakePolicy, eve
         session.flush()
         return None
     errors: list[str] = []
-    backfill_id = valid_backfill_id(payload.get("backfill_id"))
-    if backfill_id is None:
-        errors.append(_backfill_id_error(payload.get("backfill_id")))
+    backfill_id = _payload_backfill_id(payload, errors)
     index = payload.get("chunk_index")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index <= 1_000_000:
         errors.append("chunk_index: must be a whole number from 0 to 1000000, unique per chunk of the backfill.")
@@ -466,27 +486,25 @@ class BackfillStateError(ValueError):
 
 
 def pause_backfill(session: Session, backfill_id: str, *, now: datetime) -> Backfill | None:
-    backfill = session.get(Backfill, backfill_id)
-    if backfill is None:
-        return None
-    if backfill.state == BackfillState.RUNNING:
-        backfill.state = BackfillState.PAUSED
-        backfill.paused_at = now
-    elif backfill.state != BackfillState.PAUSED:
-        raise BackfillStateError(f"backfill {backfill_id} is {backfill.state.value}; only a running backfill can be paused.")
-    session.flush()
-    return backfill
+    return _switch_state(session, backfill_id, BackfillState.RUNNING, BackfillState.PAUSED, paused_at=now, refusal="only a running backfill can be paused.")
 
 
 def resume_backfill(session: Session, backfill_id: str, *, now: datetime) -> Backfill | None:
+    return _switch_state(session, backfill_id, BackfillState.PAUSED, BackfillState.RUNNING, paused_at=None, refusal="only a paused backfill can be resumed.")
+
+
+def _switch_state(
+    session: Session, backfill_id: str, source: BackfillState, target: BackfillState, *, paused_at: datetime | None, refusal: str
+) -> Backfill | None:
+    """Move ``source`` -> ``target`` (idempotent when already ``target``); None for an unknown backfill."""
     backfill = session.get(Backfill, backfill_id)
     if backfill is None:
         return None
-    if backfill.state == BackfillState.PAUSED:
-        backfill.state = BackfillState.RUNNING
-        backfill.paused_at = None
-    elif backfill.state != BackfillState.RUNNING:
-        raise BackfillStateError(f"backfill {backfill_id} is {backfill.state.value}; only a paused backfill can be resumed.")
+    if backfill.state == source:
+        backfill.state = target
+        backfill.paused_at = paused_at
+    elif backfill.state != target:
+        raise BackfillStateError(f"backfill {backfill_id} is {backfill.state.value}; {refusal}")
     session.flush()
     return backfill
 
@@ -743,23 +761,9 @@ def redrive_uploads(
         raise BackfillStateError(f"outcome: re-drive takes failed, rejected or held, not {selection.outcome.value}.")
     backfill = session.get(Backfill, backfill_id) if backfill_id else None
     if backfill is None:
-        connection = session.scalar(select(Connection).where(Connection.account_id == selection.account_id))
-        backfill = Backfill(
-            id=backfill_id or f"redrive-{uuid.uuid4()}",
-            kind=BackfillKind.REDRIVE,
-            account_id=selection.account_id,
-            project_id=selection.project_id,
-            connection_id=connection.id if connection else None,
-            sealed=False,
-            state=BackfillState.RUNNING,
-            recorded=0,
-            refused_chunks=0,
-            skipped=0,
-            progress_published_done=0,
-            created_at=now,
+        backfill = _new_backfill(
+            session, backfill_id or f"redrive-{uuid.uuid4()}", BackfillKind.REDRIVE, account_id=selection.account_id, project_id=selection.project_id, now=now
         )
-        session.add(backfill)
-        session.flush()
     conditions = _redrive_conditions(selection) + [or_(Upload.backfill_id.is_(None), Upload.backfill_id != backfill.id), ~_documents_gone()]
     uploads = session.scalars(select(Upload).where(*conditions).order_by(Upload.id).limit(batch + 1)).all()
     queued = 0
