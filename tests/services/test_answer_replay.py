@@ -14,7 +14,7 @@ import base64
 import json
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -38,11 +38,11 @@ from personio.errors import (
 )
 from ratelimit import CompanyRateLimiter
 from services.context import SyncDeps, UploadPolicy
-from services.dispatch import dispatch_connection
 from services.events import ListPublisher
 from services.processing import StepOutcome, StepResult, process_upload
 from services.secrets import TokenCipher
 from tests.factories import make_connection, make_link, make_upload
+from tests.services.processing_support import claim, client_factory, load
 
 if TYPE_CHECKING:
     from services.schemas import IntakePolicy
@@ -127,19 +127,11 @@ def plain_http() -> Iterator[requests.Session]:
         yield session
 
 
-def client_for(http: requests.Session, base_url: str, cipher: TokenCipher) -> Callable[[Connection], PersonioClient]:
-    def build(connection: Connection) -> PersonioClient:
-        credentials = PersonioCredentials(connection.company_id, cipher.decrypt(connection.access_token_encrypted))
-        return PersonioClient(http, base_url=base_url, credentials=credentials, app_id="PERSONIO_SYNC", timeout=(2.0, 5.0))
-
-    return build
-
-
 @pytest.fixture
 def deps(upload_policy: UploadPolicy, limiter: CompanyRateLimiter, plain_http: requests.Session, replayer: Replayer, cipher: TokenCipher,
          events: ListPublisher, clock: Clock) -> SyncDeps:
     return SyncDeps(
-        policy=upload_policy, limiter=limiter, clients=client_for(plain_http, replayer.url, cipher), events=events,
+        policy=upload_policy, limiter=limiter, clients=client_factory(plain_http, replayer.url, cipher), events=events,
         wake=lambda connection_id, delay: None, fetch_document=lambda url: b"", clock=clock, rng=random.Random(3),
     )
 
@@ -162,20 +154,20 @@ def record(session: Session, intake_policy: IntakePolicy, clock: Clock, document
 
 
 def step(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int, upload_id: int) -> StepResult:
-    session.commit()
-    with session_factory.begin() as dispatcher:
-        claimed = dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=deps.limiter, now=deps.clock())
-    session.expire_all()
-    leases = {c.upload_id: c.lease_token for c in claimed.claimed}
+    leases = claim(session, session_factory, deps, connection_id)
     assert upload_id in leases
     return process_upload(session, deps, upload_id, leases[upload_id])
 
 
-def load(session: Session, upload_id: int) -> Upload:
-    session.expire_all()
-    upload = session.get(Upload, upload_id)
-    assert upload is not None
-    return upload
+def step_until_given_up(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int, upload_id: int, clock: Clock
+) -> Upload:
+    """Run every attempt the policy allows (waiting out each retry delay); the upload after the last."""
+    for _ in range(deps.policy.max_attempts):
+        result = step(session, session_factory, deps, connection_id, upload_id)
+        if result.wake_in is not None:
+            clock.advance(result.wake_in + 0.001)
+    return load(session, upload_id)
 
 
 # ================================================================== the table
@@ -408,12 +400,7 @@ def test_server_errors_until_given_up_do_not_say_personio_could_not_be_reached(
     replayer.answers[DOCUMENTS_PATH] = as_json(503, _generic(503, "Service Unavailable", "maintenance"))
     upload_id = record(session, intake_policy, clock, 1)
 
-    for _ in range(deps.policy.max_attempts):
-        result = step(session, session_factory, deps, connection.id, upload_id)
-        if result.wake_in is not None:
-            clock.advance(result.wake_in + 0.001)
-
-    upload = load(session, upload_id)
+    upload = step_until_given_up(session, session_factory, deps, connection.id, upload_id, clock)
     assert upload.state == UploadState.FAILED and upload.reason_code == "personio-sync.retries-exhausted"
     assert upload.message_en is not None and upload.message_de is not None
     assert f"after {deps.policy.max_attempts} attempts" in upload.message_en
@@ -430,12 +417,7 @@ def test_no_answer_at_all_until_given_up_says_personio_could_not_be_reached(
     replayer.stop()  # nothing listens on the port any more
     upload_id = record(session, intake_policy, clock, 1)
 
-    for _ in range(deps.policy.max_attempts):
-        result = step(session, session_factory, deps, connection.id, upload_id)
-        if result.wake_in is not None:
-            clock.advance(result.wake_in + 0.001)
-
-    upload = load(session, upload_id)
+    upload = step_until_given_up(session, session_factory, deps, connection.id, upload_id, clock)
     assert upload.state == UploadState.FAILED
     assert upload.message_en is not None and "Personio could not be reached" in upload.message_en
     assert upload.message_de is not None and "Personio war nicht erreichbar" in upload.message_de

@@ -63,6 +63,7 @@ from services.secrets import TokenCipher
 from tests.factories import make_connection, make_link, make_upload
 from tests.openapi import SpecValidationRecorder
 from tests.personio.answers import FIELD_REASONS_400, FILE_NOT_EXISTS, JOB_NOT_PUBLISHED
+from tests.services.processing_support import claim, client_factory, load
 
 pytestmark = pytest.mark.rolled_back
 
@@ -135,14 +136,6 @@ def wakes() -> Wakes:
 @pytest.fixture
 def refresher(http: requests.Session, sandbox: SandboxServer, events: ListPublisher, clock: Clock) -> Refresher:
     return Refresher(http, sandbox, events, clock)
-
-
-def client_factory(http: requests.Session, base_url: str, cipher: TokenCipher) -> Callable[[Connection], PersonioClient]:
-    def build(connection: Connection) -> PersonioClient:
-        credentials = PersonioCredentials(connection.company_id, cipher.decrypt(connection.access_token_encrypted))
-        return PersonioClient(http, base_url=base_url, credentials=credentials, app_id="PERSONIO_SYNC", timeout=(2.0, 5.0))
-
-    return build
 
 
 @pytest.fixture
@@ -240,15 +233,6 @@ def record_for_job_unpublished_in_cache(session: Session, intake_policy: IntakeP
     return record(session, intake_policy, clock)
 
 
-def claim(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int) -> dict[int, str]:
-    """Run the dispatcher in its own session, as the dispatch task does; upload id -> lease."""
-    session.commit()  # end our transaction: SQLite takes the write lock at BEGIN
-    with session_factory.begin() as dispatcher:
-        result = dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=deps.limiter, now=deps.clock())
-    session.expire_all()
-    return {c.upload_id: c.lease_token for c in result.claimed}
-
-
 def step(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, upload_id: int) -> StepResult:
     """Claim the upload and run one processing step for it."""
     upload = session.get(Upload, upload_id)
@@ -261,13 +245,6 @@ def step(session: Session, session_factory: sessionmaker[Session], deps: SyncDep
 def after_wait(result: StepResult, clock: Clock) -> None:
     assert result.wake_in is not None
     clock.advance(result.wake_in + 0.001)
-
-
-def load(session: Session, upload_id: int) -> Upload:
-    session.expire_all()
-    upload = session.get(Upload, upload_id)
-    assert upload is not None
-    return upload
 
 
 def api_requests(sandbox: SandboxServer) -> int:
@@ -701,18 +678,27 @@ def test_429_retry_after_is_honoured(
     assert load(session, upload_id).attempts == 0
 
 
-def test_budget_exhausted_parks_with_the_wait_and_sends_nothing(
-    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+@pytest.fixture
+def claimed_then_budget_spent(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection,
     intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
-) -> None:
-    # given: claimed, then other workers spend the whole budget
+) -> tuple[int, str]:
+    """(upload id, lease): an upload claimed for its step, then other workers spend the company's whole budget."""
     upload_id = record(session, intake_policy, clock)
     leases = claim(session, session_factory, deps, connection.id)
     for _ in range(20):
         assert limiter.try_acquire(str(COMPANY)).granted
+    return upload_id, leases[upload_id]
+
+
+def test_budget_exhausted_parks_with_the_wait_and_sends_nothing(
+    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
+    clock: Clock, limiter: CompanyRateLimiter, claimed_then_budget_spent: tuple[int, str],
+) -> None:
+    upload_id, lease = claimed_then_budget_spent
 
     # when
-    result = process_upload(session, deps, upload_id, leases[upload_id])
+    result = process_upload(session, deps, upload_id, lease)
 
     # then
     assert result.outcome == StepOutcome.PARKED
@@ -1615,13 +1601,9 @@ def test_a_failing_answer_time_store_does_not_fail_the_upload(
 
 
 def test_a_budget_wait_shorter_than_the_short_wait_is_slept_in_the_step_not_parked(
-    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection, sandbox: SandboxServer,
-    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+    session: Session, deps: SyncDeps, clock: Clock, claimed_then_budget_spent: tuple[int, str],
 ) -> None:
-    upload_id = record(session, intake_policy, clock)
-    leases = claim(session, session_factory, deps, connection.id)
-    for _ in range(20):
-        assert limiter.try_acquire(str(COMPANY)).granted
+    upload_id, lease = claimed_then_budget_spent
     clock.advance(2.0 - 0.03)  # the first slot frees in 30 ms
     slept: list[float] = []
 
@@ -1630,24 +1612,20 @@ def test_a_budget_wait_shorter_than_the_short_wait_is_slept_in_the_step_not_park
         clock.advance(seconds)
 
     short = replace(deps, policy=replace(deps.policy, short_budget_wait=0.05), sleep=sleep)
-    result = process_upload(session, short, upload_id, leases[upload_id])
+    result = process_upload(session, short, upload_id, lease)
 
     assert slept and slept[0] == pytest.approx(0.03)
     assert result.state == UploadState.SUBMITTED  # no park: the document, then the application
 
 
 def test_a_longer_budget_wait_parks_and_asks_to_be_woken_a_moment_early(
-    session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection: Connection,
-    intake_policy: IntakePolicy, clock: Clock, limiter: CompanyRateLimiter,
+    session: Session, deps: SyncDeps, claimed_then_budget_spent: tuple[int, str],
 ) -> None:
-    upload_id = record(session, intake_policy, clock)
-    leases = claim(session, session_factory, deps, connection.id)
-    for _ in range(20):
-        assert limiter.try_acquire(str(COMPANY)).granted
+    upload_id, lease = claimed_then_budget_spent
     slept: list[float] = []
     short = replace(deps, policy=replace(deps.policy, short_budget_wait=0.05), sleep=slept.append)
 
-    result = process_upload(session, short, upload_id, leases[upload_id])
+    result = process_upload(session, short, upload_id, lease)
 
     assert result.outcome == StepOutcome.PARKED and slept == []
     assert result.wake_in == pytest.approx(2.0 - 0.05)  # the step sleeps the last moment

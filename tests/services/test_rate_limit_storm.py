@@ -24,7 +24,6 @@ from personio.client import PersonioClient, PersonioCredentials
 from ratelimit import CompanyRateLimiter
 from sandbox import SandboxServer
 from services.context import SyncDeps, UploadPolicy
-from services.dispatch import dispatch_connection
 from services.events import ListPublisher
 from services.health import check_connection
 from services.jobs import refresh_jobs
@@ -33,6 +32,7 @@ from services.secrets import TokenCipher
 from services.uploads import upload_status
 from tests.factories import make_connection, make_link, make_upload
 from tests.openapi import SpecValidationRecorder
+from tests.services.processing_support import claim, client_factory
 
 if TYPE_CHECKING:
     from services.schemas import IntakePolicy
@@ -44,14 +44,6 @@ ALERT_AFTER = 30.0  # seconds of nothing but 429s (time-scaled; the default is a
 WAITING_EN = "Waiting for Personio's limit"
 WAITING_DE = "Wartet auf Personios Anfragegrenze"
 FOREVER = 1_000_000  # uses of the injected fault: every request of the company
-
-
-def client_factory(http: requests.Session, base_url: str, cipher: TokenCipher) -> Callable[[Connection], PersonioClient]:
-    def build(connection: Connection) -> PersonioClient:
-        credentials = PersonioCredentials(connection.company_id, cipher.decrypt(connection.access_token_encrypted))
-        return PersonioClient(http, base_url=base_url, credentials=credentials, app_id="PERSONIO_SYNC", timeout=(2.0, 5.0))
-
-    return build
 
 
 @pytest.fixture
@@ -91,12 +83,8 @@ def record(session: Session, intake_policy: IntakePolicy, clock: Clock, request_
 
 def step(session: Session, session_factory: sessionmaker[Session], deps: SyncDeps, connection_id: int, upload_id: int) -> StepResult:
     """Claim due uploads as the dispatcher does and run one step of ``upload_id``."""
-    session.commit()
-    with session_factory.begin() as dispatcher:
-        claimed = dispatch_connection(dispatcher, connection_id, policy=deps.policy, limiter=deps.limiter, now=deps.clock())
-    session.expire_all()
-    leases = {c.upload_id: c.lease_token for c in claimed.claimed}
-    assert upload_id in leases, f"upload {upload_id} was not claimable: {claimed}"
+    leases = claim(session, session_factory, deps, connection_id)
+    assert upload_id in leases, f"upload {upload_id} was not claimable: {leases}"
     result = process_upload(session, deps, upload_id, leases[upload_id])
     # Uploads claimed alongside go back to the queue, as an expired lease would.
     with session_factory.begin() as reconciler:
