@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +11,7 @@ import tasks.backfills as backfill_tasks
 from config import load_settings
 from services.backfill import BackfillNotStarted, ChunkResult
 from services.events import ListPublisher
+from tests.tasks.fake_runtime import install_fake_runtime
 
 
 class Retried(Exception):
@@ -22,14 +21,7 @@ class Retried(Exception):
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     events = ListPublisher()
-
-    @contextlib.contextmanager
-    def session() -> Iterator[object]:
-        yield object()
-
-    fake = SimpleNamespace(settings=load_settings({}), session=session, events_for=lambda session: events, events=events,
-                           intake_policy=lambda: object())
-    monkeypatch.setattr(backfill_tasks, "get_runtime", lambda: fake)
+    fake = install_fake_runtime(monkeypatch, backfill_tasks, events_for=lambda session: events, events=events, intake_policy=lambda: object())
     monkeypatch.setattr(backfill_tasks.add_to_backfill_task, "retry", lambda countdown: Retried(countdown))
     return fake
 

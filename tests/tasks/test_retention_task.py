@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
 
 import tasks.maintenance as maintenance
 from config import load_settings
 from config.names import RETENTION_LOCK_KEY, RETENTION_TASK, TASK_ARGUMENTS
 from services.retention import PurgeCounts
+from tests.tasks.fake_runtime import install_fake_runtime
 from worker.app import RETENTION_INTERVAL, create_app
 
 
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    @contextlib.contextmanager
-    def session() -> Iterator[object]:
-        yield object()
-
-    fake = SimpleNamespace(
-        settings=load_settings({"PERSONIO_SYNC_RETENTION_DAYS": "14"}),
-        redis=fakeredis.FakeRedis(decode_responses=True),
-        session=session,
-        email_digests=object(),
-        events_for=lambda session: object(),
+    return install_fake_runtime(
+        monkeypatch, maintenance, environ={"PERSONIO_SYNC_RETENTION_DAYS": "14"}, email_digests=object(), events_for=lambda session: object()
     )
-    monkeypatch.setattr(maintenance, "get_runtime", lambda: fake)
-    return fake
 
 
 def test_the_task_runs_the_purge_with_the_configured_retention_and_returns_counts(runtime: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,18 +7,14 @@ for real in tests/integration).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
 
 import tasks.dispatching as dispatching
 import tasks.maintenance as maintenance
 import tasks.uploads as upload_tasks
-from config import load_settings
 from config.names import (
     BACKFILL_QUEUE,
     DISPATCH_CONNECTION_TASK,
@@ -30,6 +26,7 @@ from config.names import (
 from models import Priority
 from services.dispatch import Claimed, DispatchResult
 from services.processing import StepOutcome, StepResult
+from tests.tasks.fake_runtime import install_fake_runtime
 
 
 class _App:
@@ -49,22 +46,17 @@ def app(monkeypatch: pytest.MonkeyPatch) -> _App:
 
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    @contextlib.contextmanager
-    def session() -> Iterator[object]:
-        yield object()
-
-    fake = SimpleNamespace(
-        settings=load_settings({"PERSONIO_SYNC_PUMP_INTERVAL": "2"}),
-        redis=fakeredis.FakeRedis(decode_responses=True),
-        session=session,
+    return install_fake_runtime(
+        monkeypatch,
+        dispatching,
+        maintenance,
+        upload_tasks,
+        environ={"PERSONIO_SYNC_PUMP_INTERVAL": "2"},
         upload_policy=SimpleNamespace(company_concurrency=2, budget_per_second=10.0),
         limiter=object(),
         latency=object(),
         deps=lambda session, wake: SimpleNamespace(wake=wake),
     )
-    for module in (dispatching, maintenance, upload_tasks):
-        monkeypatch.setattr(module, "get_runtime", lambda: fake)
-    return fake
 
 
 def test_dispatch_sends_each_claim_to_its_priority_queue_and_sets_a_wake_up(
