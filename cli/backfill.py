@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from cli.inputs import unreadable_file
 from config import Settings
 
 if TYPE_CHECKING:
@@ -133,11 +134,8 @@ def cmd_backfill_start(args: argparse.Namespace) -> int:
         if account is None or project is None:
             first_account, first_project = _first_ids(args.file)
             account, project = account or first_account, project or first_project
-    except OSError as error:
-        print(f"cannot read {args.file}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as error:
-        print(f"{args.file} is not UTF-8 text (byte {error.start}); save it as UTF-8 JSON Lines.", file=sys.stderr)
+    except (OSError, UnicodeDecodeError) as error:
+        print(unreadable_file(args.file, error, save_as="UTF-8 JSON Lines"), file=sys.stderr)
         return 2
     if not account or not project:
         print("name the account and project: --account and --project (or give them in the file's first line as account_id and project_id).", file=sys.stderr)

@@ -285,6 +285,7 @@ def _upload_item_problem(item: Any) -> str | None:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from cli.inputs import unreadable_file
     from cli.outcomes import wait_for_outcome
     from tasks.producer import send_upload_request
 
@@ -292,11 +293,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
     try:
         with open(args.file, encoding="utf-8") as handle:
             payload = json.load(handle)
-    except OSError as error:
-        print(f"cannot read {args.file}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as error:
-        print(f"{args.file} is not UTF-8 text (byte {error.start}); save it as UTF-8 JSON.", file=sys.stderr)
+    except (OSError, UnicodeDecodeError) as error:
+        print(unreadable_file(args.file, error, save_as="UTF-8 JSON"), file=sys.stderr)
         return 2
     except json.JSONDecodeError as error:
         print(f"{args.file} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.", file=sys.stderr)
