@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,10 @@ from services.events import ListPublisher
 from services.schemas import IntakePolicy
 from services.uploads import receive_upload
 from tasks.producer import send_upload_request
-from worker import embedded_redis
 from worker.runtime import Runtime
 
 EMAIL = "Alex.Example@example.org"
 CV = base64.b64encode(b"%PDF-1.4 CV of Alex Example").decode()
-
-
-@pytest.fixture()
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("PERSONIO_SYNC_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    try:
-        yield tmp_path
-    finally:
-        embedded_redis.stop(load_settings().embedded_redis_socket)
 
 
 def request(request_id: str, email: str, first_name: str = "Alex") -> dict[str, object]:
@@ -47,7 +34,7 @@ def request(request_id: str, email: str, first_name: str = "Alex") -> dict[str, 
     }
 
 
-def test_forget_removes_the_person_from_database_and_queue_and_prints_what_it_removed(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_forget_removes_the_person_from_database_and_queue_and_prints_what_it_removed(real_broker: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = load_settings()
     runtime = Runtime(settings)
     runtime.prepare()
@@ -82,7 +69,7 @@ def test_forget_removes_the_person_from_database_and_queue_and_prints_what_it_re
     assert "not an email address" in capsys.readouterr().err
 
 
-def test_purge_runs_the_retention_now(data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_purge_runs_the_retention_now(real_broker: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERSONIO_SYNC_RETENTION_DAYS", "0")
     settings = load_settings()
     runtime = Runtime(settings)

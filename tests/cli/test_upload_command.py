@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import redis
 from cli.main import main
 from config import load_settings
 from tasks.producer import INTAKE_QUEUE
-from worker import embedded_redis
 
 
 def request(request_id: str) -> dict[str, Any]:
@@ -151,21 +149,7 @@ def test_a_failing_broker_is_reported_per_item(tmp_path: Path, sent: list[dict[s
     assert "item 1: not sent: could not be queued (ConnectionError)" in capsys.readouterr().err
 
 
-@pytest.fixture()
-def real_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The embedded Redis and SQLite of a fresh data directory (never a shared server's queue)."""
-    monkeypatch.setenv("PERSONIO_SYNC_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
-    try:
-        yield
-    finally:
-        settings = load_settings()
-        if settings.embedded_redis:
-            embedded_redis.stop(settings.embedded_redis_socket)
-
-
-def test_good_items_reach_the_queue(tmp_path: Path, real_broker: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_good_items_reach_the_queue(tmp_path: Path, real_broker: Path, capsys: pytest.CaptureFixture[str]) -> None:
     items = [request("r-1"), 7731, request("r-2")]
 
     code = main(["upload", write(tmp_path, items)])
