@@ -271,6 +271,16 @@ def _timestamp(when: datetime) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
+def _top_companies(name: str, documentation: str, values: list[tuple[float, str]], top: int) -> Metric:
+    """A gauge by ``company_id`` of the ``top`` highest (value, company) pairs (a bounded label set)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily(name, documentation, labels=["company_id"])
+    for value, company in sorted(values, reverse=True)[:top]:
+        family.add_metric([company], value)
+    return family
+
+
 class ProductCollector:
     """Reads the system's state at scrape time: one database session and a few Redis calls."""
 
@@ -377,15 +387,10 @@ class ProductCollector:
         yield by_health
 
         now = self.clock()
-        ages = sorted(
-            (((now - _timestamp(row.feed_fetched_at)) if row.feed_fetched_at else float("inf")), str(row.company_id)) for row in rows
-        )[::-1]
-        feed_age = GaugeMetricFamily(f"{PREFIX}_connection_feed_age_seconds",
-                                     f"Seconds since the jobs feed was last fetched, for the {self.top} stalest connections (+Inf: never).",
-                                     labels=["company_id"])
-        for age, company in ages[: self.top]:
-            feed_age.add_metric([company], age)
-        yield feed_age
+        ages = [(((now - _timestamp(row.feed_fetched_at)) if row.feed_fetched_at else float("inf")), str(row.company_id)) for row in rows]
+        yield _top_companies(f"{PREFIX}_connection_feed_age_seconds",
+                             f"Seconds since the jobs feed was last fetched, for the {self.top} stalest connections (+Inf: never).",
+                             ages, self.top)
         unhealthy = GaugeMetricFamily(f"{PREFIX}_connection_unhealthy",
                                       f"1 for a connection in a bad health state (at most {self.top} listed).", labels=["company_id", "health"])
         bad = [row for row in rows if row.health not in (Health.HEALTHY, Health.UNCHECKED)]
@@ -421,13 +426,9 @@ class ProductCollector:
             ratio = max(limiter.usage(company, endpoint) for endpoint in endpoints) / limiter.budget.limit
             used.append((ratio, company))
             locked += limiter.lockout_remaining(company) > 0
-        used.sort(reverse=True)
-        top = GaugeMetricFamily(f"{PREFIX}_company_budget_used_ratio",
-                                f"Share of the rate budget used in the current window, for the {self.top} busiest companies.",
-                                labels=["company_id"])
-        for ratio, company in used[: self.top]:
-            top.add_metric([company], ratio)
-        yield top
+        yield _top_companies(f"{PREFIX}_company_budget_used_ratio",
+                             f"Share of the rate budget used in the current window, for the {self.top} busiest companies.",
+                             used, self.top)
         spread = GaugeHistogramMetricFamily(f"{PREFIX}_companies_budget_used_ratio", "Companies by share of their rate budget in use now.")
         spread.add_metric([], [(_bound(b), float(sum(1 for ratio, _ in used if ratio <= b))) for b in BUDGET_BUCKETS]
                           + [("+Inf", float(len(used)))], gsum_value=sum(ratio for ratio, _ in used))
