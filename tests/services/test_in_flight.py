@@ -115,25 +115,19 @@ def _observe(latency: LatencyStats, seconds: float, count: int = 8) -> None:
         latency.record(str(COMPANY), "applications", seconds)
 
 
-def test_slow_answers_put_more_uploads_in_flight(
+@pytest.mark.parametrize(("answer_seconds", "in_flight"), [
+    pytest.param(0.225, 6, id="slow-answers-put-more-uploads-in-flight"),
+    pytest.param(0.05, 3, id="fast-answers-keep-few-in-flight"),
+])
+def test_in_flight_follows_the_answer_time(
     session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
-    policy: UploadPolicy, limiter: CompanyRateLimiter, latency: LatencyStats, clock: Clock,
+    policy: UploadPolicy, limiter: CompanyRateLimiter, latency: LatencyStats, clock: Clock, answer_seconds: float, in_flight: int,
 ) -> None:
     connection_id = _backlog(session, cipher, intake_policy, clock, 12)
-    _observe(latency, 0.225)
+    _observe(latency, answer_seconds)
 
-    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 6
+    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == in_flight
     assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 0  # the cap counts those in flight
-
-
-def test_fast_answers_keep_few_in_flight(
-    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
-    policy: UploadPolicy, limiter: CompanyRateLimiter, latency: LatencyStats, clock: Clock,
-) -> None:
-    connection_id = _backlog(session, cipher, intake_policy, clock, 12)
-    _observe(latency, 0.05)
-
-    assert _claim(session_factory, connection_id, policy, limiter, clock, latency) == 3
 
 
 def test_no_tracker_means_the_bound_is_the_cap(
