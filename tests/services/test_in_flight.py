@@ -23,6 +23,7 @@ from services.context import UploadPolicy
 from services.dispatch import (
     IN_FLIGHT_HEADROOM,
     UNOBSERVED_IN_FLIGHT,
+    DispatchResult,
     dispatch_connection,
     due_connections,
     in_flight_cap,
@@ -188,16 +189,28 @@ def test_the_pump_skips_a_company_at_its_own_cap_not_only_at_the_bound(
         assert due_connections(pump, clock(), concurrency=8, latency=latency, rate=RATE) == [connection_id]
 
 
+def _spend_budget(limiter: CompanyRateLimiter) -> None:
+    """Other workers take the company's whole window (20 requests)."""
+    for _ in range(20):
+        assert limiter.try_acquire(str(COMPANY)).granted
+
+
+def _dispatch_with_short_wait(
+    session_factory: sessionmaker[Session], connection_id: int, policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock
+) -> DispatchResult:
+    """Dispatch with a 50 ms short budget wait (what the step sleeps instead of parking)."""
+    with session_factory.begin() as dispatcher:
+        return dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
+
+
 def test_without_budget_dispatch_looks_again_a_moment_before_the_slot_frees(
     session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
     policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
 ) -> None:
     connection_id = _backlog(session, cipher, intake_policy, clock, 2)
-    for _ in range(20):
-        assert limiter.try_acquire(str(COMPANY)).granted
+    _spend_budget(limiter)
 
-    with session_factory.begin() as dispatcher:
-        result = dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
+    result = _dispatch_with_short_wait(session_factory, connection_id, policy, limiter, clock)
 
     assert result.claimed == [] and result.wake_in == pytest.approx(2.0 - 0.05)  # the step sleeps the rest
 
@@ -207,11 +220,9 @@ def test_a_slot_that_frees_within_the_short_wait_is_claimed_now(
     policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
 ) -> None:
     connection_id = _backlog(session, cipher, intake_policy, clock, 3)
-    for _ in range(20):
-        assert limiter.try_acquire(str(COMPANY)).granted
+    _spend_budget(limiter)
     clock.advance(2.0 - 0.03)  # the first slot frees in 30 ms
 
-    with session_factory.begin() as dispatcher:
-        result = dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
+    result = _dispatch_with_short_wait(session_factory, connection_id, policy, limiter, clock)
 
     assert len(result.claimed) == 1  # the step sleeps the last 30 ms (services.processing._take_token)
