@@ -155,7 +155,10 @@ def _count(payload: Mapping[str, Any], name: str, errors: list[str]) -> int | No
     return value
 
 
-def _refuse(events: EventPublisher, backfill_id: Any, errors: list[str], now: datetime, *, chunk_index: int | None = None) -> None:
+def _refuse(
+    session: Session, events: EventPublisher, backfill_id: Any, errors: list[str], now: datetime, *, chunk_index: int | None = None
+) -> None:
+    """Publish a ``backfill.refused`` event and flush: what each refusing path ends with."""
     event: dict[str, Any] = {
         "type": EVENT_BACKFILL_REFUSED,
         "backfill_id": printable_id(backfill_id, BACKFILL_ID_MAX),
@@ -166,6 +169,7 @@ def _refuse(events: EventPublisher, backfill_id: Any, errors: list[str], now: da
     if chunk_index is not None:
         event["chunk_index"] = chunk_index
     events.publish(event)
+    session.flush()
 
 
 def candidate_entry_size(entry: Any) -> int:
@@ -201,8 +205,7 @@ def start_backfill(session: Session, payload: Any, *, events: EventPublisher, no
     start is published as a ``backfill.refused`` event and returns None.
     """
     if not isinstance(payload, dict):
-        _refuse(events, None, ["backfill: must be an object with backfill_id, account_id and project_id."], now)
-        session.flush()
+        _refuse(session, events, None, ["backfill: must be an object with backfill_id, account_id and project_id."], now)
         return None
     errors: list[str] = []
     backfill_id = _payload_backfill_id(payload, errors)
@@ -210,8 +213,7 @@ def start_backfill(session: Session, payload: Any, *, events: EventPublisher, no
     project_id = _plain_text_id(payload, "project_id", errors)
     expected_total = _count(payload, "expected_total", errors)
     if errors or backfill_id is None or account_id is None or project_id is None:
-        _refuse(events, payload.get("backfill_id"), errors, now)
-        session.flush()
+        _refuse(session, events, payload.get("backfill_id"), errors, now)
         return None
     existing = session.get(Backfill, backfill_id)
     if existing is not None:
@@ -265,8 +267,7 @@ def add_to_backfill(session: Session, payload: Any, *, policy: IntakePolicy, eve
     ``start_backfill`` may still be on its way). A chunk seen before records nothing.
     """
     if not isinstance(payload, dict):
-        _refuse(events, None, ["chunk: must be an object with backfill_id, chunk_index and candidates."], now)
-        session.flush()
+        _refuse(session, events, None, ["chunk: must be an object with backfill_id, chunk_index and candidates."], now)
         return None
     errors: list[str] = []
     backfill_id = _payload_backfill_id(payload, errors)
@@ -277,8 +278,7 @@ def add_to_backfill(session: Session, payload: Any, *, policy: IntakePolicy, eve
     if unknown:
         errors.append(f"chunk: unknown field(s) {', '.join(k for k in unknown if printable_id(k))}; a chunk has backfill_id, chunk_index and candidates.")
     if errors or backfill_id is None or not isinstance(index, int):
-        _refuse(events, payload.get("backfill_id"), errors, now, chunk_index=index if isinstance(index, int) else None)
-        session.flush()
+        _refuse(session, events, payload.get("backfill_id"), errors, now, chunk_index=index if isinstance(index, int) else None)
         return None
     backfill = session.get(Backfill, backfill_id)
     if backfill is None:
@@ -295,8 +295,7 @@ def add_to_backfill(session: Session, payload: Any, *, policy: IntakePolicy, eve
         problem = problem or "candidates: must be a list."
         session.add(BackfillChunk(backfill_id=backfill_id, chunk_index=index, candidates=0, recorded=0, refused=problem[:255], received_at=now))
         backfill.refused_chunks += 1
-        _refuse(events, backfill_id, [problem], now, chunk_index=index)
-        session.flush()
+        _refuse(session, events, backfill_id, [problem], now, chunk_index=index)
         log.warning("backfill %s chunk %d refused: %s", backfill_id, index, problem)
         return ChunkResult(backfill_id, index, 0, False, backfill.connection_id, problem)
     recorded = _record_candidates(
@@ -405,14 +404,12 @@ def seal_backfill(session: Session, payload: Any, *, events: EventPublisher, now
     """Mark the set complete: ``{"backfill_id", "chunk_count"?}``. Raises BackfillNotStarted."""
     if not isinstance(payload, dict) or valid_backfill_id(payload.get("backfill_id")) is None:
         raw = payload.get("backfill_id") if isinstance(payload, dict) else None
-        _refuse(events, raw, [_backfill_id_error(raw)], now)
-        session.flush()
+        _refuse(session, events, raw, [_backfill_id_error(raw)], now)
         return None
     errors: list[str] = []
     chunk_count = _count(payload, "chunk_count", errors)
     if errors:
-        _refuse(events, payload["backfill_id"], errors, now)
-        session.flush()
+        _refuse(session, events, payload["backfill_id"], errors, now)
         return None
     backfill = session.get(Backfill, payload["backfill_id"])
     if backfill is None:
