@@ -203,26 +203,29 @@ def _dispatch_with_short_wait(
         return dispatch_connection(dispatcher, connection_id, policy=replace(policy, short_budget_wait=0.05), limiter=limiter, now=clock())
 
 
-def test_without_budget_dispatch_looks_again_a_moment_before_the_slot_frees(
-    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
-    policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
-) -> None:
-    connection_id = _backlog(session, cipher, intake_policy, clock, 2)
+@pytest.fixture
+def backlog_without_budget(
+    session: Session, cipher: TokenCipher, intake_policy: IntakePolicy, limiter: CompanyRateLimiter, clock: Clock
+) -> int:
+    """A company with three uploads waiting and its whole window spent by other workers; its connection id."""
+    connection_id = _backlog(session, cipher, intake_policy, clock, 3)
     _spend_budget(limiter)
+    return connection_id
 
-    result = _dispatch_with_short_wait(session_factory, connection_id, policy, limiter, clock)
+
+def test_without_budget_dispatch_looks_again_a_moment_before_the_slot_frees(
+    session_factory: sessionmaker[Session], policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock, backlog_without_budget: int,
+) -> None:
+    result = _dispatch_with_short_wait(session_factory, backlog_without_budget, policy, limiter, clock)
 
     assert result.claimed == [] and result.wake_in == pytest.approx(2.0 - 0.05)  # the step sleeps the rest
 
 
 def test_a_slot_that_frees_within_the_short_wait_is_claimed_now(
-    session: Session, session_factory: sessionmaker[Session], cipher: TokenCipher, intake_policy: IntakePolicy,
-    policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock,
+    session_factory: sessionmaker[Session], policy: UploadPolicy, limiter: CompanyRateLimiter, clock: Clock, backlog_without_budget: int,
 ) -> None:
-    connection_id = _backlog(session, cipher, intake_policy, clock, 3)
-    _spend_budget(limiter)
     clock.advance(2.0 - 0.03)  # the first slot frees in 30 ms
 
-    result = _dispatch_with_short_wait(session_factory, connection_id, policy, limiter, clock)
+    result = _dispatch_with_short_wait(session_factory, backlog_without_budget, policy, limiter, clock)
 
     assert len(result.claimed) == 1  # the step sleeps the last 30 ms (services.processing._take_token)
