@@ -362,8 +362,14 @@ class Channel(kombu_redis.Channel):
             return
         wait = self._idle_until - time.monotonic()
         if wait > 0:
-            self._wake_in(wait)
-            return
+            if getattr(self.connection.cycle, "hub", None) is not None:
+                self._wake_in(wait)  # the worker's event loop comes back after the idle pause
+                return
+            # No event loop (a plain consumer: `celery inspect`, Flower's remote control): the
+            # caller polls the socket right after this, so a pop must be in flight — returning
+            # without one made it wait its whole timeout for an answer that was already there.
+            time.sleep(wait)
+            self._idle_until = 0.0
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
@@ -377,12 +383,8 @@ class Channel(kombu_redis.Channel):
         return [_POP_AND_HOLD, len(lists) + 2, *self._holding_keys(), *lists, repr(time.time()), uuid.uuid4().hex]
 
     def _wake_in(self, seconds: float) -> None:
-        """Make the event loop come back to this channel after ``seconds`` (or sleep without one)."""
-        hub = getattr(self.connection.cycle, "hub", None)
-        if hub is None:
-            time.sleep(seconds)
-            self._idle_until = 0.0
-            return
+        """Make the worker's event loop come back to this channel after ``seconds``."""
+        hub = self.connection.cycle.hub
         if not self._wake_pending:
             self._wake_pending = True
 
