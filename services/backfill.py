@@ -68,7 +68,14 @@ from models import (
 )
 from services.events import EventPublisher
 from services.schemas import IntakePolicy, load_upload_request, printable_id, usable_request_id
-from services.uploads import finish, new_upload, outcome_event, receive_upload, transition
+from services.uploads import (
+    due_uploads,
+    finish,
+    new_upload,
+    outcome_event,
+    receive_upload,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -855,19 +862,6 @@ def _already_in_personio(session: Session, upload: Upload) -> bool:
 # ------------------------------------------------------------------ dispatch order
 
 
-def _due_backfill_uploads(connection_id: int, now: datetime) -> Any:
-    return (
-        select(Upload.id)
-        .where(
-            Upload.state == UploadState.QUEUED,
-            Upload.connection_id == connection_id,
-            Upload.priority == Priority.BACKFILL,
-            Upload.next_attempt_at <= now,
-        )
-        .order_by(Upload.next_attempt_at, Upload.id)
-    )
-
-
 def backfill_turns(session: Session, connection_id: int, wanted: int, now: datetime) -> tuple[list[int], list[str]]:
     """Which backfill uploads of a company start next: (upload ids, the backfills they belong to, in order).
 
@@ -885,7 +879,7 @@ def backfill_turns(session: Session, connection_id: int, wanted: int, now: datet
     ).all()
     if stopped:
         picked += session.scalars(
-            _due_backfill_uploads(connection_id, now).where(Upload.backfill_id.in_(stopped), started_clause()).limit(wanted)
+            due_uploads(connection_id, Priority.BACKFILL, now).where(Upload.backfill_id.in_(stopped), started_clause()).limit(wanted)
         ).all()
     running = session.execute(
         select(Backfill.id, Backfill.last_dispatched_at)
@@ -897,10 +891,10 @@ def backfill_turns(session: Session, connection_id: int, wanted: int, now: datet
         return picked, served
     queues: list[tuple[str | None, list[int]]] = []
     for backfill_id, _ in running:
-        due = session.scalars(_due_backfill_uploads(connection_id, now).where(Upload.backfill_id == backfill_id).limit(need)).all()
+        due = session.scalars(due_uploads(connection_id, Priority.BACKFILL, now).where(Upload.backfill_id == backfill_id).limit(need)).all()
         if due:
             queues.append((backfill_id, list(due)))
-    loose = session.scalars(_due_backfill_uploads(connection_id, now).where(Upload.backfill_id.is_(None)).limit(need)).all()
+    loose = session.scalars(due_uploads(connection_id, Priority.BACKFILL, now).where(Upload.backfill_id.is_(None)).limit(need)).all()
     if loose:
         # Their last turn: the newest claim among them still in flight (none: they go first).
         last_turn = session.scalar(

@@ -26,7 +26,7 @@ from models import Connection, Priority, Upload, UploadState
 from services.backfill import backfill_turns, mark_dispatched
 from services.context import LatencyTracker, RateLimiter, UploadPolicy
 from services.processing import new_lease_token
-from services.uploads import transition
+from services.uploads import due_uploads, transition
 
 log = logging.getLogger(__name__)
 
@@ -118,17 +118,7 @@ def dispatch_connection(
     # then the backfills in turns (round-robin; paused ones start nothing; services.backfill).
     candidates: list[tuple[int, Priority]] = [
         (upload_id, Priority.INTERACTIVE)
-        for upload_id in session.scalars(
-            select(Upload.id)
-            .where(
-                Upload.state == UploadState.QUEUED,
-                Upload.connection_id == connection_id,
-                Upload.priority == Priority.INTERACTIVE,
-                Upload.next_attempt_at <= now,
-            )
-            .order_by(Upload.next_attempt_at, Upload.id)
-            .limit(wanted)
-        )
+        for upload_id in session.scalars(due_uploads(connection_id, Priority.INTERACTIVE, now).limit(wanted))
     ]
     if len(candidates) < wanted:
         backfill_ids, served = backfill_turns(session, connection_id, wanted - len(candidates), now)

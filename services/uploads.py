@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,24 @@ class Received:
     connection_id: int | None
     state: UploadState
     created: bool
+
+
+def due_uploads(connection_id: int, priority: Priority, now: datetime) -> Select[tuple[int]]:
+    """The ids of a connection's queued uploads of one priority that are due, oldest due first.
+
+    Served by the dispatch index (state, connection, priority, next attempt, id): callers add a
+    limit, so a dispatch never sorts the backlog.
+    """
+    return (
+        select(Upload.id)
+        .where(
+            Upload.state == UploadState.QUEUED,
+            Upload.connection_id == connection_id,
+            Upload.priority == priority,
+            Upload.next_attempt_at <= now,
+        )
+        .order_by(Upload.next_attempt_at, Upload.id)
+    )
 
 
 def normalise_email(email: str) -> str:
